@@ -1,0 +1,118 @@
+//! `whittle inspect IMAGE`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use whittle_image::inspect::{inspect, Inspection};
+use whittle_image::Compression;
+
+use super::{open_source, parse_ref};
+use crate::args::{ConfigFlags, Global};
+use crate::output::human;
+
+/// Arguments of `inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image to report on.
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `inspect`.
+pub fn run(a: InspectArgs, global: &Global) -> Result<()> {
+    let r = parse_ref(&a.image)?;
+    let image = open_source(&r, &ConfigFlags::default(), Compression::None)?;
+    let report =
+        inspect(&image, &global.limits()).with_context(|| format!("cannot inspect {r}"))?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(map) = v.as_object_mut() {
+            map.insert("reference".into(), serde_json::Value::String(r.to_string()));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_table(&r.to_string(), &report);
+    }
+    Ok(())
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(19)]
+}
+
+fn print_table(name: &str, r: &Inspection) {
+    println!("Image     {name}");
+    println!("Platform  {}/{}", r.os, r.architecture);
+    println!("Manifest  {}", r.manifest_digest);
+    println!("Config    {}", r.config_digest);
+    println!();
+    println!(
+        "{:>3}  {:<19}  {:>11}  {:>12}  {:>8}  {:>7}  {:>7}  {:>7}",
+        "#", "layer", "compressed", "uncompressed", "entries", "added", "changed", "deleted"
+    );
+    for l in &r.layers {
+        println!(
+            "{:>3}  {:<19}  {:>11}  {:>12}  {:>8}  {:>7}  {:>7}  {:>7}",
+            l.index,
+            short(&l.digest),
+            human(l.compressed_size),
+            human(l.uncompressed_size),
+            l.stats.entries,
+            l.stats.added,
+            l.stats.changed,
+            l.stats.deleted
+        );
+    }
+    println!(
+        "total     {} compressed, {} uncompressed, {} files",
+        human(r.total_compressed_size),
+        human(r.total_uncompressed_size),
+        r.files
+    );
+    println!(
+        "wasted    {} (overwritten or deleted by later layers)",
+        human(r.wasted_bytes)
+    );
+    println!("efficiency {:.1}%", r.efficiency * 100.0);
+    println!();
+    println!("Largest files");
+    for f in &r.largest_files {
+        println!("  {:>10}  {}  (layer {})", human(f.size), f.path, f.layer);
+    }
+    let count = |k: &str| r.elf.iter().filter(|e| e.linkage == k).count();
+    println!();
+    println!(
+        "ELF       {} files: {} dynamic, {} static, {} shared objects",
+        r.elf.len(),
+        count("dynamic"),
+        count("static"),
+        count("shared-object")
+    );
+    let mut interps: Vec<(&str, bool)> = r
+        .elf
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e.interpreter.as_deref()?,
+                e.interpreter_present.unwrap_or(false),
+            ))
+        })
+        .collect();
+    interps.sort();
+    interps.dedup();
+    for (i, present) in interps {
+        println!(
+            "  interpreter {i}: {}",
+            if present { "present" } else { "MISSING" }
+        );
+    }
+    if !r.warnings.is_empty() {
+        println!();
+        println!("Warnings");
+        for w in &r.warnings {
+            println!("  {w}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! One module per subcommand.
+
+mod copy;
+mod inspect;
+mod squash;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use whittle_image::mutate::MutateOptions;
+use whittle_image::{Compression, Image};
+use whittle_transport::{ImageRef, OpenOptions};
+
+use crate::args::{self, ConfigFlags, Global};
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Copy an image between transports, keeping its config and layers.
+    Copy(copy::CopyArgs),
+    /// Write an image as one layer: the flattened filesystem.
+    Squash(squash::SquashArgs),
+    /// Report an image's layers, sizes, wasted space and ELF programs.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs a subcommand.
+pub fn run(command: Command, global: &Global) -> Result<()> {
+    match command {
+        Command::Copy(a) => copy::run(a, global),
+        Command::Squash(a) => squash::run(a, global),
+        Command::Inspect(a) => inspect::run(a, global),
+    }
+}
+
+/// Parses a reference argument.
+pub fn parse_ref(s: &str) -> Result<ImageRef> {
+    Ok(s.parse::<ImageRef>()?)
+}
+
+/// Opens a source image, with the config flags applying to `dir:` sources.
+pub fn open_source(
+    src: &ImageRef,
+    config: &ConfigFlags,
+    dir_compression: Compression,
+) -> Result<Image> {
+    let opts = OpenOptions {
+        scratch_parent: std::env::temp_dir(),
+        dir_compression,
+        dir_config: config.overrides()?,
+        source_date_epoch: args::source_date_epoch()?,
+    };
+    whittle_transport::open(src, &opts).with_context(|| format!("cannot read {src}"))
+}
+
+/// Options for transforms from the flags.
+pub fn mutate_options(
+    global: &Global,
+    config: &ConfigFlags,
+    compression: Compression,
+) -> Result<MutateOptions> {
+    Ok(MutateOptions {
+        compression,
+        source_date_epoch: args::source_date_epoch()?,
+        limits: global.limits(),
+        overrides: config.overrides()?,
+    })
+}
+
+/// Writes the result and reports it.
+pub fn write_output(dst: &ImageRef, image: &Image, global: &Global) -> Result<()> {
+    let opts = whittle_transport::WriteOptions {
+        source_date_epoch: args::source_date_epoch()?,
+        limits: global.limits(),
+    };
+    let digest = whittle_transport::write(dst, image, &opts)
+        .with_context(|| format!("cannot write {dst}"))?;
+    if !global.quiet {
+        eprintln!("wrote {dst}");
+    }
+    println!("{digest}");
+    Ok(())
+}
+
+/// Scratch space on the output's filesystem.
+pub fn scratch_for(dst: &ImageRef) -> Result<std::sync::Arc<whittle_image::Scratch>> {
+    let parent: PathBuf = whittle_transport::output_parent(dst);
+    Ok(std::sync::Arc::new(whittle_image::Scratch::new_in(
+        &parent,
+    )?))
+}

@@ -1,0 +1,33 @@
+//! `whittle`: make container images tiny and trustworthy.
+//!
+//! A thin command line over the library crates: it parses arguments into types,
+//! calls one library function per step, and turns errors into messages and exit codes.
+
+mod args;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Make container images tiny and trustworthy, reproducibly and without a daemon.
+#[derive(Parser)]
+#[command(name = "whittle", version, about, long_about = None, after_help = whittle_transport::reference::ACCEPTED)]
+struct Cli {
+    #[command(flatten)]
+    global: args::Global,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command, &cli.global) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            output::print_error(&err);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Layer compression: streaming decoders for reading, deterministic encoders for writing.
+
+use std::io::{self, BufReader, Read, Write};
+
+use crate::pgzip::ParallelGzWriter;
+use crate::Compression;
+
+/// gzip level for written layers: the common default, fixed so that bytes are stable.
+pub const GZIP_LEVEL: u32 = 6;
+/// zstd level for written layers.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Worker threads for compression: every core, since the bytes do not depend on it.
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A decoder that can hand back its source, so the caller can drain what
+/// follows the compressed stream (and so let a digest check see every byte).
+pub enum Decoder<R: Read> {
+    /// No compression.
+    Plain(R),
+    /// gzip, possibly multi-member.
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
+    /// zstd.
+    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<R>>>),
+}
+
+impl<R: Read> Decoder<R> {
+    /// Wraps `src` in the decoder for `compression`.
+    pub fn new(src: R, compression: Compression) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::None => Decoder::Plain(src),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(src))),
+            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::read::Decoder::new(src)?)),
+        })
+    }
+
+    /// The compressed source.
+    pub fn source_mut(&mut self) -> &mut R {
+        match self {
+            Decoder::Plain(r) => r,
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Zstd(d) => d.get_mut().get_mut(),
+        }
+    }
+}
+
+impl<R: Read> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Gzip(d) => d.read(buf),
+            Decoder::Zstd(d) => d.read(buf),
+        }
+    }
+}
+
+/// A deterministic encoder: the same input always gives the same bytes.
+pub enum Encoder<W: Write> {
+    /// No compression.
+    Plain(W),
+    /// whittle's parallel gzip.
+    Gzip(ParallelGzWriter<W>),
+    /// libzstd's multithreaded encoder (its output is the same for any worker count ≥ 1).
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Starts an encoder for `compression` writing into `dst`.
+    pub fn new(dst: W, compression: Compression) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::None => Encoder::Plain(dst),
+            Compression::Gzip => {
+                Encoder::Gzip(ParallelGzWriter::new(dst, GZIP_LEVEL, worker_threads())?)
+            }
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(dst, ZSTD_LEVEL)?;
+                // Always the multithreaded mode: its bytes differ from single-threaded mode.
+                e.multithread(worker_threads() as u32)?;
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    /// Ends the stream and returns the destination.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compression_round_trips() {
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut e = Encoder::new(Vec::new(), c).unwrap();
+            e.write_all(&data).unwrap();
+            let bytes = e.finish().unwrap();
+            let mut back = Vec::new();
+            Decoder::new(&bytes[..], c)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{c}");
+        }
+    }
+}

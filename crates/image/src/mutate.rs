@@ -1,0 +1,193 @@
+//! Transforms from image to image: squash, recompress, reconfigure.
+//!
+//! Each returns a new [`Image`] whose new blobs live in a [`Scratch`] store and
+//! whose untouched blobs still come from the source.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use crate::config::{self, ConfigEdit, ConfigOverrides};
+use crate::entries::{EntryKind, ReadOptions};
+use crate::flatten::Flattener;
+use crate::layer_write::{LayerWriter, WrittenLayer};
+use crate::layers::read_layers;
+use crate::{Compression, Error, Image, Layer, Limits, MediaType, RawDoc, Result, Scratch};
+
+/// Settings shared by the transforms.
+#[derive(Clone, Debug)]
+pub struct MutateOptions {
+    /// Layer compression for new layers.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: `created` and the mtime of generated entries.
+    pub source_date_epoch: Option<u64>,
+    /// Read limits.
+    pub limits: Limits,
+    /// Config changes from the command line.
+    pub overrides: ConfigOverrides,
+}
+
+fn new_image(
+    image: &Image,
+    layers: Vec<Layer>,
+    created_by: Option<&str>,
+    opts: &MutateOptions,
+) -> Result<Image> {
+    let diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let bytes = config::edit(
+        &image.config.bytes,
+        &ConfigEdit {
+            new_layers: created_by.map(|c| (diff_ids, c)),
+            overrides: Some(&opts.overrides),
+            source_date_epoch: opts.source_date_epoch,
+        },
+    )?;
+    // A new manifest is OCI: OCI config type, and layer types mapped to OCI's.
+    let layers = layers
+        .into_iter()
+        .map(|mut l| {
+            if let Ok(c) = l.compression() {
+                l.descriptor.media_type = MediaType::oci_layer(c);
+            }
+            l
+        })
+        .collect();
+    Ok(Image {
+        manifest: None,
+        config: RawDoc::new(MediaType::OciConfig, bytes),
+        layers,
+    })
+}
+
+fn adopt(scratch: &Arc<Scratch>, written: WrittenLayer) -> Result<Layer> {
+    scratch.adopt(&written.path, &written.descriptor.digest)?;
+    Ok(Layer {
+        descriptor: written.descriptor,
+        diff_id: written.diff_id,
+        store: scratch.clone(),
+    })
+}
+
+/// Applies config overrides and `SOURCE_DATE_EPOCH`; returns the image unchanged
+/// (same manifest bytes and digests) when there is nothing to apply.
+pub fn reconfigure(image: &Image, opts: &MutateOptions) -> Result<Image> {
+    if opts.overrides.is_empty() && opts.source_date_epoch.is_none() {
+        return Ok(image.clone());
+    }
+    new_image(image, image.layers.clone(), None, opts)
+}
+
+/// Re-encodes every layer not already in `opts.compression`; other layers keep
+/// their blobs. Config overrides apply too.
+pub fn recompress(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Result<Image> {
+    let mut layers = Vec::with_capacity(image.layers.len());
+    let mut changed = false;
+    for layer in &image.layers {
+        if layer.compression()? == opts.compression {
+            layers.push(layer.clone());
+            continue;
+        }
+        changed = true;
+        let path = scratch.new_file("layer");
+        let mut src = layer.open_tar(&opts.limits)?;
+        let mut out = crate::compress::Encoder::new(
+            crate::digest::HashingWriter::new(io::BufWriter::with_capacity(
+                1 << 20,
+                create(&path)?,
+            )),
+            opts.compression,
+        )
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+        io::copy(&mut src, &mut out)
+            .map_err(|e| crate::blob::io_to_error(&layer.descriptor.digest, e))?;
+        let (digest, size, file) = out
+            .finish()
+            .map_err(|e| Error::io("cannot write", &path, e))?
+            .finish();
+        file.into_inner()
+            .map_err(|e| Error::io("cannot write", &path, e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io("cannot write", &path, e))?;
+        let written = WrittenLayer {
+            path,
+            descriptor: crate::Descriptor::new(
+                MediaType::oci_layer(opts.compression),
+                digest,
+                size,
+            ),
+            diff_id: layer.diff_id.clone(),
+            uncompressed_size: src.count(),
+        };
+        layers.push(adopt(scratch, written)?);
+    }
+    if !changed {
+        return reconfigure(image, opts);
+    }
+    new_image(image, layers, None, opts)
+}
+
+fn create(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|e| Error::io("cannot create", path, e))
+}
+
+/// One layer holding the flattened filesystem, entries sorted by path.
+pub fn squash(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Result<Image> {
+    let read = read_layers(
+        image,
+        &opts.limits,
+        ReadOptions::default(),
+        Some(scratch.path()),
+    )?;
+    let mut flat = Flattener::new(false);
+    let mut contents = Vec::with_capacity(read.len());
+    for (i, layer) in read.into_iter().enumerate() {
+        flat.apply(i, &image.layers[i].descriptor.digest, layer.changes)?;
+        contents.push(layer.content);
+    }
+    let view = flat.finish();
+    let generated_mtime = opts.source_date_epoch.unwrap_or(0);
+
+    // The first path of each hard-link group (in output order) carries the data.
+    let mut primary: HashMap<u64, &str> = HashMap::new();
+    for (path, node) in &view.nodes {
+        if node.inode != 0 {
+            primary.entry(node.inode).or_insert(path.as_str());
+        }
+    }
+    let path = scratch.new_file("squash");
+    let mut writer = LayerWriter::create(path, opts.compression)?;
+    for (path, node) in &view.nodes {
+        let mut meta = node.meta.clone();
+        if node.implicit {
+            meta.mtime = generated_mtime;
+        }
+        if node.inode != 0 {
+            if let Some(first) = primary.get(&node.inode).filter(|p| **p != path.as_str()) {
+                writer.append(
+                    path,
+                    &EntryKind::Hardlink((*first).to_string()),
+                    &meta,
+                    0,
+                    None,
+                )?;
+                continue;
+            }
+        }
+        match (&node.kind, node.data) {
+            (EntryKind::File, Some(data)) => {
+                let content = contents[data.layer]
+                    .as_ref()
+                    .ok_or_else(|| Error::BadLayer {
+                        layer: image.layers[data.layer].descriptor.digest.clone(),
+                        reason: "its content was not kept".into(),
+                    })?;
+                let mut reader = content.reader(data.offset, data.size);
+                writer.append(path, &node.kind, &meta, data.size, Some(&mut reader))?;
+            }
+            (kind, _) => writer.append(path, kind, &meta, 0, None)?,
+        }
+    }
+    let written = writer.finish()?;
+    let layer = adopt(scratch, written)?;
+    new_image(image, vec![layer], Some("whittle squash"), opts)
+}

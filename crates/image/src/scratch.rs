@@ -1,0 +1,67 @@
+//! A private temporary directory of blobs that whittle made, usable as a blob store.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::blob::{BlobStore, FileRegion, OwnedRegionReader};
+use crate::{Digest, Error, Result};
+
+/// Temporary blob files, removed when the last image using them is dropped.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new scratch directory inside `parent` (pick one on the output's filesystem).
+    pub fn new_in(parent: &Path) -> Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(".whittle-scratch-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io("cannot create a scratch directory in", parent, e))?;
+        Ok(Scratch { dir })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A fresh file name inside the scratch directory.
+    pub fn new_file(&self, stem: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        self.dir
+            .path()
+            .join(format!("{stem}-{}", COUNTER.fetch_add(1, Ordering::SeqCst)))
+    }
+
+    /// Moves a finished blob file to its content-addressed name.
+    pub fn adopt(&self, file: &Path, digest: &Digest) -> Result<()> {
+        let dst = self.dir.path().join(digest.hex());
+        std::fs::rename(file, &dst).map_err(|e| Error::io("cannot rename", file, e))
+    }
+}
+
+impl BlobStore for Scratch {
+    fn open_raw(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        let region = self.locate(digest).ok_or_else(|| Error::MissingBlob {
+            digest: digest.clone(),
+            location: self.location(),
+        })?;
+        Ok(Box::new(OwnedRegionReader::open(&region)?))
+    }
+
+    fn locate(&self, digest: &Digest) -> Option<FileRegion> {
+        let path = self.dir.path().join(digest.hex());
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some(FileRegion {
+            path,
+            offset: 0,
+            len,
+        })
+    }
+
+    fn location(&self) -> String {
+        format!("whittle's scratch directory {}", self.dir.path().display())
+    }
+}

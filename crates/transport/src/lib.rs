@@ -1,0 +1,145 @@
+//! Where images come from and go to: one module per transport, each with a
+//! source (`open`) and a sink (`write`), dispatched on a parsed [`ImageRef`].
+//!
+//! Why a crate of its own: transports know file formats and locations, never
+//! what an image means; the image core never knows where bytes came from. A new
+//! transport implements [`whittle_image::BlobStore`] for reading and writes a
+//! layout for output.
+#![deny(missing_docs)]
+
+pub mod dir;
+pub mod docker_archive;
+mod error;
+pub mod layout;
+pub mod oci;
+pub mod oci_archive;
+pub mod reference;
+pub mod tarfile;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use reference::ImageRef;
+use whittle_image::config::ConfigOverrides;
+use whittle_image::{Compression, Digest, Image, Limits, RawDoc, Scratch};
+
+/// How to read sources.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Where sources that must be built (`dir:`) keep their blobs.
+    pub scratch_parent: PathBuf,
+    /// Layer compression for `dir:` sources.
+    pub dir_compression: Compression,
+    /// Run config for `dir:` sources.
+    pub dir_config: ConfigOverrides,
+    /// `SOURCE_DATE_EPOCH`.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// How to write sinks.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// `SOURCE_DATE_EPOCH`: mtime of archive members.
+    pub source_date_epoch: Option<u64>,
+    /// Read limits, for sinks that must decompress layers.
+    pub limits: Limits,
+}
+
+/// Opens the image `r` names.
+pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
+    match r {
+        ImageRef::Oci { dir, tag } => oci::open(dir, tag.as_deref()),
+        ImageRef::OciArchive { file, tag } => oci_archive::open(file, tag.as_deref()),
+        ImageRef::DockerArchive { file, reference } => {
+            docker_archive::open(file, reference.as_deref())
+        }
+        ImageRef::Dir { root } => {
+            let scratch = Arc::new(Scratch::new_in(&opts.scratch_parent)?);
+            dir::open(
+                root,
+                scratch,
+                opts.dir_compression,
+                &opts.dir_config,
+                opts.source_date_epoch,
+            )
+        }
+    }
+}
+
+/// Writes `image` where `r` says; returns the manifest digest.
+pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest> {
+    let mtime = opts.source_date_epoch.unwrap_or(0);
+    match r {
+        ImageRef::Oci { dir, tag } => oci::write(dir, tag.as_deref(), image),
+        ImageRef::OciArchive { file, tag } => {
+            oci_archive::write(file, tag.as_deref(), image, mtime)
+        }
+        ImageRef::DockerArchive { file, reference } => {
+            docker_archive::write(file, reference.as_deref(), image, mtime, &opts.limits)
+        }
+        ImageRef::Dir { .. } => Err(Error::Direction {
+            transport: "dir",
+            direction: "destination",
+        }),
+    }
+}
+
+/// The directory where output for `r` is written: scratch space for it belongs there,
+/// so that finished files are renamed rather than copied.
+pub fn output_parent(r: &ImageRef) -> PathBuf {
+    let path = match r {
+        ImageRef::Oci { dir, .. } => dir,
+        ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
+        ImageRef::Dir { root } => root,
+    };
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes the members of an OCI layout (blobs, `index.json`, `oci-layout`) into an archive.
+pub(crate) fn write_layout_members(
+    out: &mut tarfile::ArchiveWriter,
+    image: &Image,
+    manifest: &RawDoc,
+    annotations: BTreeMap<String, String>,
+) -> Result<()> {
+    out.dir("blobs")?;
+    out.dir("blobs/sha256")?;
+    for blob in layout::blobs(image, manifest) {
+        let mut src = blob.open()?;
+        out.file(
+            &format!("blobs/sha256/{}", blob.digest().hex()),
+            blob.size(),
+            &mut src,
+        )
+        .map_err(lift_image_error)?;
+    }
+    let index = layout::index_json(vec![layout::index_entry(manifest, annotations)]);
+    out.file("index.json", index.len() as u64, &mut &index[..])?;
+    out.file(
+        "oci-layout",
+        layout::OCI_LAYOUT.len() as u64,
+        &mut &layout::OCI_LAYOUT[..],
+    )?;
+    Ok(())
+}
+
+/// An I/O error while copying a blob: the blob's own error (a digest mismatch,
+/// say) when that is the cause, else a write error naming the file.
+pub(crate) fn copy_error(path: &Path, e: std::io::Error) -> Error {
+    match whittle_image::blob::find_error(&e) {
+        Some(inner) => Error::Image(inner),
+        None => Error::io("cannot write", path, e),
+    }
+}
+
+fn lift_image_error(e: Error) -> Error {
+    match e {
+        Error::Io { source, path, .. } => copy_error(&path, source),
+        other => other,
+    }
+}

@@ -1,0 +1,196 @@
+//! `oci:DIR[:TAG]`: an OCI image layout directory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use whittle_image::blob::{FileRegion, OwnedRegionReader};
+use whittle_image::manifest::{parse_json, REF_NAME};
+use whittle_image::{BlobStore, Digest, Image, Index};
+
+use crate::layout::{self, Blob, OCI_LAYOUT};
+use crate::{Error, Result};
+
+/// Blobs of a layout directory.
+pub struct LayoutStore {
+    dir: PathBuf,
+}
+
+impl LayoutStore {
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+}
+
+impl BlobStore for LayoutStore {
+    fn open_raw(&self, digest: &Digest) -> whittle_image::Result<Box<dyn Read + Send + '_>> {
+        let region = self
+            .locate(digest)
+            .ok_or_else(|| whittle_image::Error::MissingBlob {
+                digest: digest.clone(),
+                location: self.location(),
+            })?;
+        Ok(Box::new(OwnedRegionReader::open(&region)?))
+    }
+
+    fn locate(&self, digest: &Digest) -> Option<FileRegion> {
+        let path = self.blob_path(digest);
+        let meta = fs::metadata(&path).ok()?;
+        meta.is_file().then_some(FileRegion {
+            path,
+            offset: 0,
+            len: meta.len(),
+        })
+    }
+
+    fn location(&self) -> String {
+        format!("the OCI layout {}", self.dir.display())
+    }
+}
+
+fn check_layout(dir: &Path) -> Result<()> {
+    let marker = dir.join("oci-layout");
+    let bytes = fs::read(&marker).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if !dir.exists() => {
+            Error::invalid(dir.display(), "no such directory")
+        }
+        io::ErrorKind::NotFound => Error::invalid(
+            dir.display(),
+            "not an OCI image layout (it has no oci-layout file)",
+        ),
+        _ => Error::io("cannot read", &marker, e),
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(marker.display(), format!("invalid JSON: {e}")))?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some("1.0.0") => Ok(()),
+        other => Err(Error::invalid(
+            marker.display(),
+            format!("unsupported imageLayoutVersion {other:?}"),
+        )),
+    }
+}
+
+/// Reads the image `tag` names (or the only one) from the layout at `dir`.
+pub fn open(dir: &Path, tag: Option<&str>) -> Result<Image> {
+    check_layout(dir)?;
+    let index_path = dir.join("index.json");
+    let index = fs::read(&index_path).map_err(|e| Error::io("cannot read", &index_path, e))?;
+    let store = Arc::new(LayoutStore {
+        dir: dir.to_path_buf(),
+    });
+    layout::select_image(store, &index, tag, &format!("oci:{}", dir.display()))
+}
+
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".whittle-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("cannot create a temporary file in", dir, e))?;
+    temp.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", temp.path(), e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("cannot sync", temp.path(), e))?;
+    temp.persist(path)
+        .map_err(|e| Error::io("cannot rename into place", path, e.error))?;
+    Ok(())
+}
+
+fn write_blob(blobs: &Path, blob: &Blob<'_>) -> Result<()> {
+    let dst = blobs.join(blob.digest().hex());
+    if fs::metadata(&dst).is_ok_and(|m| m.len() == blob.size()) {
+        return Ok(());
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".whittle-")
+        .tempfile_in(blobs)
+        .map_err(|e| Error::io("cannot create a temporary file in", blobs, e))?;
+    let (file, temp_path) = temp.into_parts();
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut src = blob.open()?;
+    io::copy(&mut src, &mut out).map_err(|e| crate::copy_error(&temp_path, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io("cannot write", &*temp_path, e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io("cannot sync", &*temp_path, e))?;
+    temp_path
+        .persist(&dst)
+        .map_err(|e| Error::io("cannot rename into place", &dst, e.error))?;
+    Ok(())
+}
+
+fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
+    let blobs_dir = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs_dir).map_err(|e| Error::io("cannot create", &blobs_dir, e))?;
+    let manifest = image.manifest_doc();
+    for blob in layout::blobs(image, &manifest) {
+        write_blob(&blobs_dir, &blob)?;
+    }
+    let index_path = dir.join("index.json");
+    let mut entries = match fs::read(&index_path) {
+        Ok(bytes) => parse_json::<Index>("index.json", &bytes)?.manifests,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("cannot read", &index_path, e)),
+    };
+    let mut annotations = BTreeMap::new();
+    if let Some(t) = tag {
+        // A tag names one image: the new one replaces the old.
+        entries.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(t));
+        annotations.insert(REF_NAME.to_string(), t.to_string());
+    } else {
+        entries.retain(|d| d.digest != manifest.digest || d.annotations.contains_key(REF_NAME));
+    }
+    entries.push(layout::index_entry(&manifest, annotations));
+    write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    write_file_atomic(&index_path, &layout::index_json(entries))?;
+    Ok(manifest.digest)
+}
+
+/// Writes `image` into the layout at `dir` (created if absent), tagged `tag`.
+///
+/// A new layout is built in a sibling temporary directory and renamed into
+/// place; an existing one gets its blobs first and its `index.json` replaced last,
+/// so an interrupted write leaves it as it was.
+pub fn write(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
+    if dir.exists() {
+        let empty = fs::read_dir(dir)
+            .map_err(|e| Error::io("cannot read", dir, e))?
+            .next()
+            .is_none();
+        if !empty {
+            check_layout(dir).map_err(|_| {
+                Error::invalid(
+                    dir.display(),
+                    "exists and is not an OCI image layout; whittle will not write into it",
+                )
+            })?;
+        }
+        return write_into(dir, tag, image);
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::invalid(parent.display(), "no such directory"));
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".whittle-layout-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
+    let digest = write_into(staging.path(), tag, image)?;
+    let staged = staging.keep();
+    fs::rename(&staged, dir).map_err(|e| {
+        let _ = fs::remove_dir_all(&staged);
+        Error::io("cannot rename into place", dir, e)
+    })?;
+    if let Ok(f) = File::open(parent) {
+        let _ = f.sync_all();
+    }
+    Ok(digest)
+}

@@ -1,0 +1,46 @@
+//! `oci-archive:FILE[:TAG]`: a tar of an OCI image layout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use whittle_image::manifest::REF_NAME;
+use whittle_image::{Digest, Image};
+
+use crate::layout;
+use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
+use crate::{Error, Result};
+
+/// Reads the image `tag` names (or the only one) from the archive at `file`.
+pub fn open(file: &Path, tag: Option<&str>) -> Result<Image> {
+    let index = TarIndex::open(file)?;
+    let location = format!("oci-archive:{}", file.display());
+    if index.read_small("oci-layout")?.is_none() {
+        return Err(Error::invalid(
+            &location,
+            "not an OCI layout archive (it has no oci-layout member)",
+        ));
+    }
+    let index_json = index
+        .read_small("index.json")?
+        .ok_or_else(|| Error::invalid(&location, "the archive has no index.json"))?;
+    layout::select_image(
+        Arc::new(ArchiveStore::new(index)),
+        &index_json,
+        tag,
+        &location,
+    )
+}
+
+/// Writes `image` as an OCI layout archive at `file`, tagged `tag`.
+pub fn write(file: &Path, tag: Option<&str>, image: &Image, mtime: u64) -> Result<Digest> {
+    let manifest = image.manifest_doc();
+    let mut annotations = BTreeMap::new();
+    if let Some(t) = tag {
+        annotations.insert(REF_NAME.to_string(), t.to_string());
+    }
+    let mut out = ArchiveWriter::create(file, mtime)?;
+    crate::write_layout_members(&mut out, image, &manifest, annotations)?;
+    out.commit()?;
+    Ok(manifest.digest)
+}

@@ -1,0 +1,199 @@
+//! Image references in skopeo's spelling, parsed once into a type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::{Error, Result};
+
+/// The forms whittle accepts, for error messages.
+pub const ACCEPTED: &str = "accepted forms:
+  oci:DIR[:TAG]               an OCI image layout directory
+  oci-archive:FILE[:TAG]      a tar of an OCI image layout
+  docker-archive:FILE[:REF]   a `docker save` tar (legacy or Docker 25+ layout)
+  dir:ROOTFS                  a directory, as a one-layer image (source only)";
+
+/// Where an image is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    /// An OCI layout directory, optionally a tag in it.
+    Oci {
+        /// The layout directory.
+        dir: PathBuf,
+        /// `org.opencontainers.image.ref.name`.
+        tag: Option<String>,
+    },
+    /// A tar of an OCI layout.
+    OciArchive {
+        /// The tar file.
+        file: PathBuf,
+        /// `org.opencontainers.image.ref.name`.
+        tag: Option<String>,
+    },
+    /// A `docker save` tar.
+    DockerArchive {
+        /// The tar file.
+        file: PathBuf,
+        /// A `RepoTags` entry such as `nginx:latest`.
+        reference: Option<String>,
+    },
+    /// A directory as a one-layer image.
+    Dir {
+        /// The root directory.
+        root: PathBuf,
+    },
+}
+
+fn split_path(input: &str, rest: &str) -> Result<(PathBuf, Option<String>)> {
+    let (path, suffix) = match rest.split_once(':') {
+        Some((p, s)) => (p, Some(s.to_string())),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(Error::BadReference {
+            input: input.into(),
+            reason: "the path is empty".into(),
+        });
+    }
+    if suffix.as_deref() == Some("") {
+        return Err(Error::BadReference {
+            input: input.into(),
+            reason: "the name after the path is empty".into(),
+        });
+    }
+    Ok((PathBuf::from(path), suffix))
+}
+
+fn check_tag(input: &str, tag: &Option<String>) -> Result<()> {
+    if let Some(t) = tag {
+        if t.contains('/') || t.contains(char::is_whitespace) || t.contains('@') {
+            return Err(Error::BadReference {
+                input: input.into(),
+                reason: format!("{t:?} is not a valid tag"),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl std::str::FromStr for ImageRef {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        let Some((transport, rest)) = input.split_once(':') else {
+            return Err(Error::BadReference {
+                input: input.into(),
+                reason: "it names no transport".into(),
+            });
+        };
+        match transport {
+            "oci" => {
+                let (dir, tag) = split_path(input, rest)?;
+                check_tag(input, &tag)?;
+                Ok(ImageRef::Oci { dir, tag })
+            }
+            "oci-archive" => {
+                let (file, tag) = split_path(input, rest)?;
+                check_tag(input, &tag)?;
+                Ok(ImageRef::OciArchive { file, tag })
+            }
+            "docker-archive" => {
+                let (file, reference) = split_path(input, rest)?;
+                if let Some(r) = &reference {
+                    if r.contains(char::is_whitespace) || r.starts_with(':') {
+                        return Err(Error::BadReference {
+                            input: input.into(),
+                            reason: format!("{r:?} is not a valid image name"),
+                        });
+                    }
+                }
+                Ok(ImageRef::DockerArchive { file, reference })
+            }
+            "dir" => {
+                if rest.is_empty() {
+                    return Err(Error::BadReference {
+                        input: input.into(),
+                        reason: "the path is empty".into(),
+                    });
+                }
+                Ok(ImageRef::Dir {
+                    root: PathBuf::from(rest),
+                })
+            }
+            other => Err(Error::BadReference {
+                input: input.into(),
+                reason: format!("{other:?} is not a transport whittle knows"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let with = |f: &mut fmt::Formatter<'_>, t: &str, p: &PathBuf, s: &Option<String>| match s {
+            Some(s) => write!(f, "{t}:{}:{s}", p.display()),
+            None => write!(f, "{t}:{}", p.display()),
+        };
+        match self {
+            ImageRef::Oci { dir, tag } => with(f, "oci", dir, tag),
+            ImageRef::OciArchive { file, tag } => with(f, "oci-archive", file, tag),
+            ImageRef::DockerArchive { file, reference } => {
+                with(f, "docker-archive", file, reference)
+            }
+            ImageRef::Dir { root } => write!(f, "dir:{}", root.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(
+            "oci:/tmp/x:latest".parse::<ImageRef>().unwrap(),
+            ImageRef::Oci {
+                dir: "/tmp/x".into(),
+                tag: Some("latest".into())
+            }
+        );
+        assert_eq!(
+            "docker-archive:a.tar:nginx:1.25"
+                .parse::<ImageRef>()
+                .unwrap(),
+            ImageRef::DockerArchive {
+                file: "a.tar".into(),
+                reference: Some("nginx:1.25".into())
+            }
+        );
+        assert_eq!(
+            "dir:root".parse::<ImageRef>().unwrap(),
+            ImageRef::Dir {
+                root: "root".into()
+            }
+        );
+        assert_eq!(
+            "oci-archive:x.tar".parse::<ImageRef>().unwrap().to_string(),
+            "oci-archive:x.tar"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_references_and_lists_the_forms() {
+        for bad in [
+            "nginx",
+            "docker://x",
+            "oci:",
+            "oci:dir:",
+            "oci:d:a/b",
+            "foo:bar",
+            "dir:",
+        ] {
+            let e = bad.parse::<ImageRef>().unwrap_err().to_string();
+            assert!(
+                e.contains("accepted forms") && e.contains("oci-archive:FILE"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}
