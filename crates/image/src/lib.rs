@@ -34,4 +34,4 @@ pub use image::{Image, Layer, RawDoc};
 pub use limits::Limits;
 pub use manifest::{Descriptor, Index, Manifest, Platform};
 pub use media::{Compression, MediaType};
-pub use scratch::Scratch;
+pub use scratch::{temp_prefix, Scratch};

@@ -6,6 +6,13 @@ use std::path::{Path, PathBuf};
 use crate::blob::{BlobStore, FileRegion, OwnedRegionReader};
 use crate::{Digest, Error, Result};
 
+/// The name prefix of every temporary file and directory whittle creates:
+/// `.whittle-PID-`, so that a signal handler can remove exactly this process's
+/// leftovers (Drop does not run when a signal ends the process).
+pub fn temp_prefix() -> String {
+    format!(".whittle-{}-", std::process::id())
+}
+
 /// Temporary blob files, removed when the last image using them is dropped.
 pub struct Scratch {
     dir: tempfile::TempDir,
@@ -15,7 +22,7 @@ impl Scratch {
     /// A new scratch directory inside `parent` (pick one on the output's filesystem).
     pub fn new_in(parent: &Path) -> Result<Scratch> {
         let dir = tempfile::Builder::new()
-            .prefix(".whittle-scratch-")
+            .prefix(&format!("{}scratch-", temp_prefix()))
             .tempdir_in(parent)
             .map_err(|e| Error::io("cannot create a scratch directory in", parent, e))?;
         Ok(Scratch { dir })

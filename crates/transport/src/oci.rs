@@ -87,7 +87,7 @@ pub fn open(dir: &Path, tag: Option<&str>) -> Result<Image> {
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
-        .prefix(".whittle-")
+        .prefix(&whittle_image::temp_prefix())
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot create a temporary file in", dir, e))?;
     temp.write_all(bytes)
@@ -106,7 +106,7 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>) -> Result<()> {
         return Ok(());
     }
     let temp = tempfile::Builder::new()
-        .prefix(".whittle-")
+        .prefix(&whittle_image::temp_prefix())
         .tempfile_in(blobs)
         .map_err(|e| Error::io("cannot create a temporary file in", blobs, e))?;
     let (file, temp_path) = temp.into_parts();
@@ -180,7 +180,7 @@ pub fn write(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
         return Err(Error::invalid(parent.display(), "no such directory"));
     }
     let staging = tempfile::Builder::new()
-        .prefix(".whittle-layout-")
+        .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
         .tempdir_in(parent)
         .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
     let digest = write_into(staging.path(), tag, image)?;

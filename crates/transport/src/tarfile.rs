@@ -212,7 +212,7 @@ impl ArchiveWriter {
             ));
         }
         let temp = tempfile::Builder::new()
-            .prefix(".whittle-")
+            .prefix(&whittle_image::temp_prefix())
             .suffix(".tar.tmp")
             .tempfile_in(parent)
             .map_err(|e| Error::io("cannot create a temporary file in", parent, e))?;

@@ -5,7 +5,7 @@ use clap::Args;
 use whittle_image::mutate::{recompress, reconfigure};
 use whittle_image::Compression;
 
-use super::{mutate_options, open_source, parse_ref, scratch_for, write_output};
+use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
 /// Arguments of `copy`.
@@ -26,7 +26,7 @@ pub struct CopyArgs {
 
 /// Runs `copy`.
 pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
-    let (src, dst) = (parse_ref(&a.src)?, parse_ref(&a.dst)?);
+    let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
     let image = open_source(&src, &a.config, a.compression.unwrap_or(Compression::Gzip))?;
     let out = match a.compression {
         Some(c) => {

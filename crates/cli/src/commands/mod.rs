@@ -39,6 +39,14 @@ pub fn parse_ref(s: &str) -> Result<ImageRef> {
     Ok(s.parse::<ImageRef>()?)
 }
 
+/// Parses a source and a destination, and arranges for a signal to clean up
+/// what writing the destination leaves half-done.
+pub fn parse_src_dst(src: &str, dst: &str) -> Result<(ImageRef, ImageRef)> {
+    let (src, dst) = (parse_ref(src)?, parse_ref(dst)?);
+    crate::interrupt::install(&[&dst]);
+    Ok((src, dst))
+}
+
 /// Opens a source image, with the config flags applying to `dir:` sources.
 pub fn open_source(
     src: &ImageRef,

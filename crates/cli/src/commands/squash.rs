@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use whittle_image::Compression;
 
-use super::{mutate_options, open_source, parse_ref, scratch_for, write_output};
+use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
 /// Arguments of `squash`.
@@ -25,7 +25,7 @@ pub struct SquashArgs {
 
 /// Runs `squash`.
 pub fn run(a: SquashArgs, global: &Global) -> Result<()> {
-    let (src, dst) = (parse_ref(&a.src)?, parse_ref(&a.dst)?);
+    let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
     let image = open_source(&src, &a.config, a.compression)?;
     let opts = mutate_options(global, &a.config, a.compression)?;
     let squashed = whittle_image::mutate::squash(&image, &scratch_for(&dst)?, &opts)

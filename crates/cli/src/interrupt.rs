@@ -1,0 +1,50 @@
+//! Ctrl-C and SIGTERM: remove this process's temporary files, then exit.
+//!
+//! Temporary files and directories are named `.whittle-PID-*` (see
+//! `whittle_image::temp_prefix`) and live beside the output, inside an existing
+//! OCI layout's blob directory, or in the system temp directory. Destinations
+//! themselves are only ever replaced by rename, so they are never touched here.
+
+use std::path::PathBuf;
+
+use whittle_transport::ImageRef;
+
+/// Exit status after a signal, as shells report SIGINT.
+const INTERRUPTED: i32 = 130;
+
+fn sweep(dirs: &[PathBuf]) {
+    let prefix = whittle_image::temp_prefix();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// Installs the handler for a run that writes `outputs`.
+pub fn install(outputs: &[&ImageRef]) {
+    let mut dirs = vec![std::env::temp_dir()];
+    for r in outputs {
+        dirs.push(whittle_transport::output_parent(r));
+        if let ImageRef::Oci { dir, .. } = r {
+            dirs.push(dir.join("blobs/sha256"));
+        }
+    }
+    // If a handler cannot be installed, a signal simply ends the process as before.
+    let _ = ctrlc::set_handler(move || {
+        sweep(&dirs);
+        eprintln!("whittle: interrupted; temporary files removed, the destination is unchanged");
+        std::process::exit(INTERRUPTED);
+    });
+}

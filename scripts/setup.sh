@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs and starts what whittle's tests and demo use, on a fresh Debian 12 machine:
+# Debian's docker.io (dockerd), skopeo, umoci, debootstrap, busybox-static, musl-tools.
+# Idempotent: installs only what is missing, starts dockerd only if it is not answering.
+set -euo pipefail
+
+need=()
+for pair in docker:docker.io dockerd:docker.io skopeo:skopeo umoci:umoci debootstrap:debootstrap \
+            busybox:busybox-static musl-gcc:musl-tools flock:util-linux /usr/bin/time:time; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+# The docker client alone is not enough: dockerd comes with docker.io.
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing ${need[*]}; run as root to install them" >&2; exit 1
+  fi
+  echo "setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) \
+    runc containerd iptables ca-certificates >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd" >&2
+  mkdir -p /var/log
+  nohup dockerd >/var/log/whittle-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start:" >&2; tail -20 /var/log/whittle-dockerd.log >&2; exit 1; }
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs whittle's whole test suite: installs and starts the real components the
+# integration tests use (scripts/setup.sh), builds the Debian nginx fixture once
+# (cached under target/fixtures), then runs every test with cargo-nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+export WHITTLE_FIXTURES=${WHITTLE_FIXTURES:-$PWD/target/fixtures/nginx}
+mkdir -p "$(dirname "$WHITTLE_FIXTURES")"
+echo "test: building the Debian nginx fixture in $WHITTLE_FIXTURES (cached)" >&2
+flock /tmp/whittle-fixture.lock bash tests/fixtures/nginx-image.sh "$WHITTLE_FIXTURES"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
