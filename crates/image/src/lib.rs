@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod checked;
 pub mod compress;
 pub mod config;
 mod digest;

@@ -241,7 +241,7 @@ pub fn write(
     }];
     let save_json = serde_json::to_vec(&save).unwrap_or_default();
     let mut out = ArchiveWriter::create(file, mtime)?;
-    crate::write_layout_members(&mut out, &plain, &manifest, annotations)?;
+    crate::write_layout_members(&mut out, &plain, &manifest, annotations, limits)?;
     out.file("manifest.json", save_json.len() as u64, &mut &save_json[..])?;
     out.commit()?;
     Ok(manifest.digest)

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use whittle_image::blob::read_small;
 use whittle_image::manifest::{host_platform, parse_json, to_json, REF_NAME};
-use whittle_image::{BlobStore, Descriptor, Digest, Image, Index, Layer, MediaType, RawDoc};
+use whittle_image::{
+    BlobStore, Descriptor, Digest, Image, Index, Layer, Limits, MediaType, RawDoc,
+};
 
 use crate::{Error, Result};
 
@@ -178,10 +180,10 @@ impl Blob<'_> {
         }
     }
 
-    /// Its bytes, verified as they stream.
-    pub fn open(&self) -> Result<Box<dyn std::io::Read + Send + '_>> {
+    /// Its bytes, verified as they stream (layers also against diff_id and `limits`).
+    pub fn open(&self, limits: &Limits) -> Result<Box<dyn std::io::Read + Send + '_>> {
         Ok(match self {
-            Blob::Layer(l) => Box::new(l.open_blob()?),
+            Blob::Layer(l) => Box::new(l.open_blob_checked(limits)?),
             Blob::Doc(d) => Box::new(&d.bytes[..]),
         })
     }

@@ -72,9 +72,9 @@ pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
 pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest> {
     let mtime = opts.source_date_epoch.unwrap_or(0);
     match r {
-        ImageRef::Oci { dir, tag } => oci::write(dir, tag.as_deref(), image),
+        ImageRef::Oci { dir, tag } => oci::write(dir, tag.as_deref(), image, &opts.limits),
         ImageRef::OciArchive { file, tag } => {
-            oci_archive::write(file, tag.as_deref(), image, mtime)
+            oci_archive::write(file, tag.as_deref(), image, mtime, &opts.limits)
         }
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::write(file, reference.as_deref(), image, mtime, &opts.limits)
@@ -106,11 +106,12 @@ pub(crate) fn write_layout_members(
     image: &Image,
     manifest: &RawDoc,
     annotations: BTreeMap<String, String>,
+    limits: &Limits,
 ) -> Result<()> {
     out.dir("blobs")?;
     out.dir("blobs/sha256")?;
     for blob in layout::blobs(image, manifest) {
-        let mut src = blob.open()?;
+        let mut src = blob.open(limits)?;
         out.file(
             &format!("blobs/sha256/{}", blob.digest().hex()),
             blob.size(),

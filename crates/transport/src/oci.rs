@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use whittle_image::blob::{FileRegion, OwnedRegionReader};
 use whittle_image::manifest::{parse_json, REF_NAME};
-use whittle_image::{BlobStore, Digest, Image, Index};
+use whittle_image::{BlobStore, Digest, Image, Index, Limits};
 
 use crate::layout::{self, Blob, OCI_LAYOUT};
 use crate::{Error, Result};
@@ -100,7 +100,7 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_blob(blobs: &Path, blob: &Blob<'_>) -> Result<()> {
+fn write_blob(blobs: &Path, blob: &Blob<'_>, limits: &Limits) -> Result<()> {
     let dst = blobs.join(blob.digest().hex());
     if fs::metadata(&dst).is_ok_and(|m| m.len() == blob.size()) {
         return Ok(());
@@ -111,7 +111,7 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>) -> Result<()> {
         .map_err(|e| Error::io("cannot create a temporary file in", blobs, e))?;
     let (file, temp_path) = temp.into_parts();
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut src = blob.open()?;
+    let mut src = blob.open(limits)?;
     io::copy(&mut src, &mut out).map_err(|e| crate::copy_error(&temp_path, e))?;
     let file = out
         .into_inner()
@@ -124,12 +124,12 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>) -> Result<()> {
     Ok(())
 }
 
-fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
+fn write_into(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> Result<Digest> {
     let blobs_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs_dir).map_err(|e| Error::io("cannot create", &blobs_dir, e))?;
     let manifest = image.manifest_doc();
     for blob in layout::blobs(image, &manifest) {
-        write_blob(&blobs_dir, &blob)?;
+        write_blob(&blobs_dir, &blob, limits)?;
     }
     let index_path = dir.join("index.json");
     let mut entries = match fs::read(&index_path) {
@@ -156,7 +156,7 @@ fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
 /// A new layout is built in a sibling temporary directory and renamed into
 /// place; an existing one gets its blobs first and its `index.json` replaced last,
 /// so an interrupted write leaves it as it was.
-pub fn write(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
+pub fn write(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> Result<Digest> {
     if dir.exists() {
         let empty = fs::read_dir(dir)
             .map_err(|e| Error::io("cannot read", dir, e))?
@@ -170,7 +170,7 @@ pub fn write(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
                 )
             })?;
         }
-        return write_into(dir, tag, image);
+        return write_into(dir, tag, image, limits);
     }
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -183,7 +183,7 @@ pub fn write(dir: &Path, tag: Option<&str>, image: &Image) -> Result<Digest> {
         .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
         .tempdir_in(parent)
         .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
-    let digest = write_into(staging.path(), tag, image)?;
+    let digest = write_into(staging.path(), tag, image, limits)?;
     let staged = staging.keep();
     fs::rename(&staged, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&staged);

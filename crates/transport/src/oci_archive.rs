@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use whittle_image::manifest::REF_NAME;
-use whittle_image::{Digest, Image};
+use whittle_image::{Digest, Image, Limits};
 
 use crate::layout;
 use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
@@ -33,14 +33,20 @@ pub fn open(file: &Path, tag: Option<&str>) -> Result<Image> {
 }
 
 /// Writes `image` as an OCI layout archive at `file`, tagged `tag`.
-pub fn write(file: &Path, tag: Option<&str>, image: &Image, mtime: u64) -> Result<Digest> {
+pub fn write(
+    file: &Path,
+    tag: Option<&str>,
+    image: &Image,
+    mtime: u64,
+    limits: &Limits,
+) -> Result<Digest> {
     let manifest = image.manifest_doc();
     let mut annotations = BTreeMap::new();
     if let Some(t) = tag {
         annotations.insert(REF_NAME.to_string(), t.to_string());
     }
     let mut out = ArchiveWriter::create(file, mtime)?;
-    crate::write_layout_members(&mut out, image, &manifest, annotations)?;
+    crate::write_layout_members(&mut out, image, &manifest, annotations, limits)?;
     out.commit()?;
     Ok(manifest.digest)
 }
