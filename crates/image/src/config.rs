@@ -145,6 +145,13 @@ pub struct ConfigEdit<'a> {
 /// Applies `edit` to a config, keeping every other key as it was.
 pub fn edit(bytes: &[u8], edit: &ConfigEdit<'_>) -> Result<Vec<u8>> {
     let mut map = parse(bytes)?;
+    // Nothing to change: keep the bytes, so the config digest (Docker's image ID) survives.
+    if edit.new_layers.is_none()
+        && edit.overrides.is_none_or(ConfigOverrides::is_empty)
+        && edit.source_date_epoch.is_none()
+    {
+        return Ok(bytes.to_vec());
+    }
     let created = match edit.source_date_epoch {
         Some(epoch) => Some(rfc3339(epoch)),
         None => map.get("created").and_then(Value::as_str).map(String::from),
@@ -251,6 +258,21 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with(r#"{"zeta":1,"config":{"Healthcheck":{"Test":["x"]},"Env":["B=2","A=3"],"ExposedPorts":{"80/tcp":{}}}"#), "{s}");
         assert!(s.ends_with(r#""alpha":2}"#), "{s}");
+    }
+
+    #[test]
+    fn edit_without_changes_keeps_the_bytes() {
+        // Go's encoder escapes '&'; a re-serialised config would have a new digest.
+        let cfg = br#"{"config":{"Cmd":["a \u0026\u0026 b"]},  "rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let out = edit(cfg, &ConfigEdit::default()).unwrap();
+        assert_eq!(out, cfg.to_vec());
+        let empty = ConfigOverrides::default();
+        let edit_with = ConfigEdit {
+            overrides: Some(&empty),
+            ..Default::default()
+        };
+        assert_eq!(edit(cfg, &edit_with).unwrap(), cfg.to_vec());
+        assert!(edit(b"not json", &ConfigEdit::default()).is_err());
     }
 
     #[test]
