@@ -30,6 +30,13 @@ pub trait BlobStore: Send + Sync {
         None
     }
 
+    /// The blob as a whole local file that this process wrote and hashed
+    /// itself (never an input), so that a writer may link or copy it into an
+    /// output without hashing it again. Optional.
+    fn own_file(&self, _digest: &Digest) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Where the blobs come from, for messages.
     fn location(&self) -> String;
 }

@@ -11,10 +11,8 @@ pub const GZIP_LEVEL: u32 = 6;
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// Worker threads for compression: every core, since the bytes do not depend on it.
-pub fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+fn worker_threads() -> usize {
+    crate::parallel::cores()
 }
 
 /// A decoder that can hand back its source, so the caller can drain what

@@ -78,6 +78,14 @@ impl Layer {
         open_verified(self.store.as_ref(), &self.descriptor)
     }
 
+    /// The blob as a file whittle wrote itself in this run, of the expected size:
+    /// writers may link or copy it without reading it through a digest check.
+    pub fn own_file(&self) -> Option<std::path::PathBuf> {
+        let path = self.store.own_file(&self.descriptor.digest)?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        (len == self.descriptor.size).then_some(path)
+    }
+
     /// The uncompressed tar, verified against both the blob digest and the diff_id,
     /// and cut off with an error beyond `limits.max_layer_bytes`.
     pub fn open_tar(&self, limits: &Limits) -> Result<LayerTarReader<'_>> {

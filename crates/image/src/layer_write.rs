@@ -135,8 +135,8 @@ impl LayerWriter {
         let hashing = self.builder.into_inner().map_err(&err)?;
         let (diff_id, uncompressed_size, encoder) = hashing.finish();
         let (digest, size, file) = encoder.finish().map_err(&err)?.finish();
-        let file = file.into_inner().map_err(|e| err(e.into_error()))?;
-        file.sync_all().map_err(&err)?;
+        // Not synced: whoever places the blob in the output syncs it there.
+        file.into_inner().map_err(|e| err(e.into_error()))?;
         Ok(WrittenLayer {
             descriptor: Descriptor::new(MediaType::oci_layer(self.compression), digest, size),
             diff_id,

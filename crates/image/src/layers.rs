@@ -4,8 +4,6 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::blob::{io_to_error, RegionReader};
 use crate::entries::{read_changes, LayerChanges, ReadOptions};
@@ -123,44 +121,7 @@ pub fn read_layers(
     opts: ReadOptions,
     stage: Option<&Path>,
 ) -> Result<Vec<ReadLayer>> {
-    let n = image.layers.len();
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<ReadLayer>>>> = Mutex::new((0..n).map(|_| None).collect());
-    let workers = crate::compress::worker_threads().min(n.max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    return;
-                }
-                let r = read_one(&image.layers[i], limits, opts, stage);
-                let failed = r.is_err();
-                if let Ok(mut slots) = results.lock() {
-                    slots[i] = Some(r);
-                }
-                if failed {
-                    // Stop handing out work; the first error by layer order is reported.
-                    next.store(n, Ordering::SeqCst);
-                }
-            });
-        }
-    });
-    let slots = results.into_inner().unwrap_or_default();
-    // Report the first failure in layer order; a layer left unread means one failed.
-    let mut out = Vec::with_capacity(n);
-    let mut unread = None;
-    for (i, slot) in slots.into_iter().enumerate() {
-        match slot {
-            Some(r) => out.push(r?),
-            None => unread = unread.or(Some(i)),
-        }
-    }
-    match unread {
-        Some(i) => Err(Error::BadLayer {
-            layer: image.layers[i].descriptor.digest.clone(),
-            reason: "it was not read".into(),
-        }),
-        None => Ok(out),
-    }
+    crate::parallel::map_indexed(image.layers.len(), crate::parallel::cores(), |i| {
+        read_one(&image.layers[i], limits, opts, stage)
+    })
 }

@@ -25,6 +25,7 @@ mod limits;
 pub mod manifest;
 mod media;
 pub mod mutate;
+pub mod parallel;
 mod pgzip;
 mod scratch;
 

@@ -77,53 +77,57 @@ pub fn reconfigure(image: &Image, opts: &MutateOptions) -> Result<Image> {
     new_image(image, image.layers.clone(), None, opts)
 }
 
-/// Re-encodes every layer not already in `opts.compression`; other layers keep
-/// their blobs. Config overrides apply too.
+/// Re-encodes every layer not already in `opts.compression` (several layers at
+/// once, one per core); other layers keep their blobs. Config overrides apply too.
 pub fn recompress(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Result<Image> {
-    let mut layers = Vec::with_capacity(image.layers.len());
     let mut changed = false;
     for layer in &image.layers {
-        if layer.compression()? == opts.compression {
-            layers.push(layer.clone());
-            continue;
-        }
-        changed = true;
-        let path = scratch.new_file("layer");
-        let mut src = layer.open_tar(&opts.limits)?;
-        let mut out = crate::compress::Encoder::new(
-            crate::digest::HashingWriter::new(io::BufWriter::with_capacity(
-                1 << 20,
-                create(&path)?,
-            )),
-            opts.compression,
-        )
-        .map_err(|e| Error::io("cannot write", &path, e))?;
-        io::copy(&mut src, &mut out)
-            .map_err(|e| crate::blob::io_to_error(&layer.descriptor.digest, e))?;
-        let (digest, size, file) = out
-            .finish()
-            .map_err(|e| Error::io("cannot write", &path, e))?
-            .finish();
-        file.into_inner()
-            .map_err(|e| Error::io("cannot write", &path, e.into_error()))?
-            .sync_all()
-            .map_err(|e| Error::io("cannot write", &path, e))?;
-        let written = WrittenLayer {
-            path,
-            descriptor: crate::Descriptor::new(
-                MediaType::oci_layer(opts.compression),
-                digest,
-                size,
-            ),
-            diff_id: layer.diff_id.clone(),
-            uncompressed_size: src.count(),
-        };
-        layers.push(adopt(scratch, written)?);
+        changed |= layer.compression()? != opts.compression;
     }
     if !changed {
         return reconfigure(image, opts);
     }
+    let layers = crate::parallel::map_indexed(image.layers.len(), crate::parallel::cores(), |i| {
+        let layer = &image.layers[i];
+        if layer.compression()? == opts.compression {
+            return Ok(layer.clone());
+        }
+        adopt(scratch, reencode(layer, scratch, opts)?)
+    })?;
     new_image(image, layers, None, opts)
+}
+
+/// Writes `layer`'s tar, verified on the way in, to a scratch file in `opts.compression`.
+/// Scratch files are not synced: whoever places a blob in the output syncs it there.
+fn reencode(layer: &Layer, scratch: &Scratch, opts: &MutateOptions) -> Result<WrittenLayer> {
+    let path = scratch.new_file("layer");
+    let write_err = |e| Error::io("cannot write", &path, e);
+    let mut src = layer.open_tar(&opts.limits)?;
+    let file = io::BufWriter::with_capacity(1 << 20, create(&path)?);
+    let (digest, size, file) = if opts.compression == Compression::None {
+        // The copy is the tar itself, and open_tar has checked it against the
+        // diff_id by the end of the copy: no second hash needed.
+        let mut file = file;
+        let size = io::copy(&mut src, &mut file)
+            .map_err(|e| crate::blob::io_to_error(&layer.descriptor.digest, e))?;
+        (layer.diff_id.clone(), size, file)
+    } else {
+        let mut out = crate::compress::Encoder::new(
+            crate::digest::HashingWriter::new(file),
+            opts.compression,
+        )
+        .map_err(write_err)?;
+        io::copy(&mut src, &mut out)
+            .map_err(|e| crate::blob::io_to_error(&layer.descriptor.digest, e))?;
+        out.finish().map_err(write_err)?.finish()
+    };
+    file.into_inner().map_err(|e| write_err(e.into_error()))?;
+    Ok(WrittenLayer {
+        path: path.clone(),
+        descriptor: crate::Descriptor::new(MediaType::oci_layer(opts.compression), digest, size),
+        diff_id: layer.diff_id.clone(),
+        uncompressed_size: src.count(),
+    })
 }
 
 fn create(path: &std::path::Path) -> Result<std::fs::File> {

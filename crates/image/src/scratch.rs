@@ -68,6 +68,11 @@ impl BlobStore for Scratch {
         })
     }
 
+    fn own_file(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.dir.path().join(digest.hex());
+        path.is_file().then_some(path)
+    }
+
     fn location(&self) -> String {
         format!("whittle's scratch directory {}", self.dir.path().display())
     }

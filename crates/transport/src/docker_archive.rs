@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use whittle_image::blob::OwnedRegionReader;
-use whittle_image::config::ConfigOverrides;
 use whittle_image::manifest::{parse_json, REF_NAME};
-use whittle_image::mutate::{recompress, MutateOptions};
 use whittle_image::{
     Compression, Descriptor, Digest, HashingReader, Image, Index, Limits, Manifest, MediaType,
-    RawDoc, Scratch,
+    RawDoc,
 };
 
+use crate::layout;
 use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
 use crate::{Error, Result};
 
@@ -198,6 +197,10 @@ fn oci_manifest_for(store: &ArchiveStore, config: &RawDoc) -> Result<Option<Imag
 }
 
 /// Writes `image` as a `docker save` archive at `file`, tagged `reference`.
+///
+/// `docker load` wants plain tars, so compressed layers are decompressed
+/// straight into the archive (checked against their digest and diff_id on the
+/// way), with no intermediate copy; plain layers are copied as they are.
 pub fn write(
     file: &Path,
     reference: Option<&str>,
@@ -205,23 +208,52 @@ pub fn write(
     mtime: u64,
     limits: &Limits,
 ) -> Result<Digest> {
-    let parent = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    let mut out = ArchiveWriter::create(file, mtime)?;
+    out.dir("blobs")?;
+    out.dir("blobs/sha256")?;
+    let mut layers: Vec<Descriptor> = Vec::with_capacity(image.layers.len());
+    let mut decompressed = false;
+    for layer in &image.layers {
+        if let Some(done) = layers.iter().find(|d| d.digest == layer.diff_id) {
+            layers.push(done.clone());
+            continue;
+        }
+        let name = format!("blobs/sha256/{}", layer.diff_id.hex());
+        let size = if layer.compression()? == Compression::None {
+            let blob = layout::Blob::Layer(layer);
+            crate::write_blob_member(&mut out, &blob, limits)?;
+            layer.descriptor.size
+        } else {
+            decompressed = true;
+            let mut tar = layer.open_tar(limits)?;
+            out.stream_file(&name, &mut tar)?
+        };
+        layers.push(Descriptor::new(
+            MediaType::oci_layer(Compression::None),
+            layer.diff_id.clone(),
+            size,
+        ));
+    }
+    // Unchanged layers keep the image's own manifest (and digest).
+    let (config, manifest) = if decompressed {
+        let config = RawDoc::new(MediaType::OciConfig, image.config.bytes.clone());
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MediaType::OciManifest),
+            config: config.descriptor(),
+            layers: layers.clone(),
+            annotations: Default::default(),
+        };
+        let bytes = whittle_image::manifest::to_json(&manifest);
+        (config, RawDoc::new(MediaType::OciManifest, bytes))
+    } else {
+        (image.config.clone(), image.manifest_doc())
     };
-    // docker load wants plain tars; decompress into scratch space beside the output.
-    let scratch = Arc::new(Scratch::new_in(parent)?);
-    let plain = recompress(
-        image,
-        &scratch,
-        &MutateOptions {
-            compression: Compression::None,
-            source_date_epoch: None,
-            limits: limits.clone(),
-            overrides: ConfigOverrides::default(),
-        },
-    )?;
-    let manifest = plain.manifest_doc();
+    for doc in [&config, &manifest] {
+        let name = format!("blobs/sha256/{}", doc.digest.hex());
+        out.file(&name, doc.bytes.len() as u64, &mut &doc.bytes[..])?;
+    }
+
     let repo_tag = reference.map(with_default_tag);
     let mut annotations = BTreeMap::new();
     if let Some(r) = &repo_tag {
@@ -230,18 +262,16 @@ pub fn write(
             annotations.insert(REF_NAME.to_string(), tag.to_string());
         }
     }
+    crate::write_layout_index(&mut out, &manifest, annotations)?;
     let save = vec![SaveEntry {
-        config: format!("blobs/sha256/{}", plain.config.digest.hex()),
+        config: format!("blobs/sha256/{}", config.digest.hex()),
         repo_tags: repo_tag.map(|r| vec![r]),
-        layers: plain
-            .layers
+        layers: layers
             .iter()
-            .map(|l| format!("blobs/sha256/{}", l.descriptor.digest.hex()))
+            .map(|d| format!("blobs/sha256/{}", d.digest.hex()))
             .collect(),
     }];
     let save_json = serde_json::to_vec(&save).unwrap_or_default();
-    let mut out = ArchiveWriter::create(file, mtime)?;
-    crate::write_layout_members(&mut out, &plain, &manifest, annotations, limits)?;
     out.file("manifest.json", save_json.len() as u64, &mut &save_json[..])?;
     out.commit()?;
     Ok(manifest.digest)

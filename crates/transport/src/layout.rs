@@ -180,6 +180,14 @@ impl Blob<'_> {
         }
     }
 
+    /// The blob as a file whittle wrote itself in this run (see [`Layer::own_file`]).
+    pub fn own_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Blob::Layer(l) => l.own_file(),
+            Blob::Doc(_) => None,
+        }
+    }
+
     /// Its bytes, verified as they stream (layers also against diff_id and `limits`).
     pub fn open(&self, limits: &Limits) -> Result<Box<dyn std::io::Read + Send + '_>> {
         Ok(match self {

@@ -111,14 +111,32 @@ pub(crate) fn write_layout_members(
     out.dir("blobs")?;
     out.dir("blobs/sha256")?;
     for blob in layout::blobs(image, manifest) {
-        let mut src = blob.open(limits)?;
-        out.file(
-            &format!("blobs/sha256/{}", blob.digest().hex()),
-            blob.size(),
-            &mut src,
-        )
-        .map_err(lift_image_error)?;
+        write_blob_member(out, &blob, limits)?;
     }
+    write_layout_index(out, manifest, annotations)
+}
+
+/// Adds `blob` as `blobs/sha256/HEX`: checked as it streams, unless whittle wrote it.
+pub(crate) fn write_blob_member(
+    out: &mut tarfile::ArchiveWriter,
+    blob: &layout::Blob<'_>,
+    limits: &Limits,
+) -> Result<()> {
+    let name = format!("blobs/sha256/{}", blob.digest().hex());
+    if let Some(own) = blob.own_file() {
+        return out.own_file(&name, &own, blob.size());
+    }
+    let mut src = blob.open(limits)?;
+    out.file(&name, blob.size(), &mut src)
+        .map_err(lift_image_error)
+}
+
+/// Adds `index.json` (naming `manifest`) and `oci-layout`.
+pub(crate) fn write_layout_index(
+    out: &mut tarfile::ArchiveWriter,
+    manifest: &RawDoc,
+    annotations: BTreeMap<String, String>,
+) -> Result<()> {
     let index = layout::index_json(vec![layout::index_entry(manifest, annotations)]);
     out.file("index.json", index.len() as u64, &mut &index[..])?;
     out.file(

@@ -105,6 +105,9 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>, limits: &Limits) -> Result<()> {
     if fs::metadata(&dst).is_ok_and(|m| m.len() == blob.size()) {
         return Ok(());
     }
+    if let Some(own) = blob.own_file() {
+        return place_own_file(&own, &dst);
+    }
     let temp = tempfile::Builder::new()
         .prefix(&whittle_image::temp_prefix())
         .tempfile_in(blobs)
@@ -124,13 +127,38 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
+/// Puts a blob that whittle wrote in this run at `dst`: a hard link when the
+/// scratch space shares the output's filesystem (it is made there), else a
+/// kernel-side copy; synced either way, and renamed into place.
+fn place_own_file(own: &Path, dst: &Path) -> Result<()> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(&whittle_image::temp_prefix())
+        .make_in(dir, |path| {
+            fs::hard_link(own, path).or_else(|_| {
+                let mut from = File::open(own)?;
+                let mut to = File::create_new(path)?;
+                io::copy(&mut from, &mut to).map(|_| ())
+            })
+        })
+        .map_err(|e| Error::io("cannot write a blob into", dir, e))?;
+    File::open(temp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("cannot sync", temp.path(), e))?;
+    temp.persist(dst)
+        .map_err(|e| Error::io("cannot rename into place", dst, e.error))?;
+    Ok(())
+}
+
 fn write_into(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> Result<Digest> {
     let blobs_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs_dir).map_err(|e| Error::io("cannot create", &blobs_dir, e))?;
     let manifest = image.manifest_doc();
-    for blob in layout::blobs(image, &manifest) {
-        write_blob(&blobs_dir, &blob, limits)?;
-    }
+    // Blobs are independent: one per core (each is hashed and synced).
+    let blobs = layout::blobs(image, &manifest);
+    whittle_image::parallel::map_indexed(blobs.len(), whittle_image::parallel::cores(), |i| {
+        write_blob(&blobs_dir, &blobs[i], limits)
+    })?;
     let index_path = dir.join("index.json");
     let mut entries = match fs::read(&index_path) {
         Ok(bytes) => parse_json::<Index>("index.json", &bytes)?.manifests,

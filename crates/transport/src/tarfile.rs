@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use whittle_image::blob::{FileRegion, OwnedRegionReader};
@@ -262,6 +262,61 @@ impl ArchiveWriter {
         Ok(())
     }
 
+    /// Adds a file member holding the whole of `path`, a file whittle wrote in
+    /// this run: copied by the kernel (`copy_file_range`), not through a hash.
+    pub fn own_file(&mut self, name: &str, path: &Path, size: u64) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
+        if h.set_path(name).is_err() {
+            // A name ustar cannot hold: let the tar crate add its extension header.
+            let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+            return self.file(name, size, &mut file);
+        }
+        h.set_cksum();
+        let temp = self.temp.to_path_buf();
+        let werr = |e| Error::io("cannot write", &temp, e);
+        let out = self.builder.get_mut();
+        out.write_all(h.as_bytes()).map_err(werr)?;
+        let mut from = File::open(path)
+            .map_err(|e| Error::io("cannot open", path, e))?
+            .take(size);
+        // Reader and writer are plain files (the BufWriter flushes first), so
+        // std hands this to the kernel.
+        let copied = io::copy(&mut from, out).map_err(werr)?;
+        if copied != size {
+            return Err(Error::invalid(
+                path.display(),
+                "it changed while whittle was writing it into the archive",
+            ));
+        }
+        let pad = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize]).map_err(werr)?;
+        Ok(())
+    }
+
+    /// Adds a file member holding everything `data` yields, however much that
+    /// is: the header is written with the size once the data is in. Returns the size.
+    pub fn stream_file(&mut self, name: &str, data: &mut dyn Read) -> Result<u64> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, 0);
+        h.set_path(name)
+            .map_err(|e| Error::invalid(name, format!("cannot be a tar member name: {e}")))?;
+        h.set_cksum();
+        let temp = self.temp.to_path_buf();
+        let werr = |e| Error::io("cannot write", &temp, e);
+        let out = self.builder.get_mut();
+        let start = out.stream_position().map_err(werr)?;
+        out.write_all(h.as_bytes()).map_err(werr)?;
+        let size = io::copy(data, out).map_err(|e| crate::copy_error(&temp, e))?;
+        let pad = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize]).map_err(werr)?;
+        let end = out.stream_position().map_err(werr)?;
+        h.set_size(size);
+        h.set_cksum();
+        out.seek(SeekFrom::Start(start)).map_err(werr)?;
+        out.write_all(h.as_bytes()).map_err(werr)?;
+        out.seek(SeekFrom::Start(end)).map_err(werr)?;
+        Ok(size)
+    }
+
     /// Finishes the archive, syncs it and renames it over the destination.
     pub fn commit(self) -> Result<()> {
         let temp_path = self.temp.to_path_buf();
@@ -278,5 +333,62 @@ impl ArchiveWriter {
             .persist(&self.dest)
             .map_err(|e| Error::io("cannot rename into place", &self.dest, e.error))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_and_own_file_members_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("own");
+        let own_bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&own, &own_bytes).unwrap();
+        let streamed: Vec<u8> = (0..1_000_003u32).map(|i| (i % 241) as u8).collect();
+
+        let dest = dir.path().join("out.tar");
+        let mut w = ArchiveWriter::create(&dest, 1_700_000_000).unwrap();
+        w.dir("blobs").unwrap();
+        let size = w.stream_file("blobs/streamed", &mut &streamed[..]).unwrap();
+        assert_eq!(size, streamed.len() as u64);
+        w.own_file("blobs/own", &own, own_bytes.len() as u64)
+            .unwrap();
+        w.file("after", 2, &mut &b"ok"[..]).unwrap();
+        w.commit().unwrap();
+
+        // An independent reader sees the sizes patched in and every byte in place.
+        let index = TarIndex::open(&dest).unwrap();
+        assert_eq!(index.read_small("after").unwrap().unwrap(), b"ok");
+        let mut archive = tar::Archive::new(File::open(&dest).unwrap());
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            assert_eq!(entry.header().mtime().unwrap(), 1_700_000_000);
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            match name.as_str() {
+                "blobs/streamed" => assert!(body == streamed, "streamed member differs"),
+                "blobs/own" => assert!(body == own_bytes, "own-file member differs"),
+                "after" => assert_eq!(body, b"ok"),
+                _ => {}
+            }
+            seen.push(name);
+        }
+        assert_eq!(seen, ["blobs", "blobs/streamed", "blobs/own", "after"]);
+    }
+
+    #[test]
+    fn own_file_that_shrank_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("own");
+        std::fs::write(&own, b"short").unwrap();
+        let dest = dir.path().join("out.tar");
+        let mut w = ArchiveWriter::create(&dest, 0).unwrap();
+        assert!(w.own_file("x", &own, 10).is_err());
+        drop(w);
+        assert!(!dest.exists(), "a failed archive must not appear");
     }
 }
