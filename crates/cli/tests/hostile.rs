@@ -1,4 +1,4 @@
-//! Hostile-input corpus for the `whittle` CLI (docs/CLI-CONTRACT.md).
+//! Hostile-input corpus for the `whittle` CLI (docs/CLI.md).
 //!
 //! Every input is crafted here, in a temp dir, as a minimal OCI layout. Layer
 //! tars with malicious members are written header by header, because the `tar`
