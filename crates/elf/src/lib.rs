@@ -6,6 +6,15 @@
 //! dynamic, and which loader (`PT_INTERP`) does the kernel need to start it?
 #![deny(missing_docs)]
 
+pub mod deps;
+pub mod ldconfig;
+pub mod root;
+pub mod search;
+
+pub use deps::{read_deps, DepsError, ElfDeps};
+pub use root::{NodeKind, Root};
+pub use search::{LoaderKind, Searcher};
+
 use elf::abi;
 use elf::endian::AnyEndian;
 use elf::file::{parse_ident, Class, FileHeader};
