@@ -22,6 +22,12 @@ impl LayerContent {
     pub fn reader(&self, offset: u64, size: u64) -> RegionReader<'_> {
         RegionReader::new(&self.file, self.base + offset, size)
     }
+
+    /// Reads bytes at `offset` of the uncompressed tar (the caller bounds the length).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_at(buf, self.base + offset)
+    }
 }
 
 /// One layer after reading.

@@ -3,15 +3,16 @@
 //! Each returns a new [`Image`] whose new blobs live in a [`Scratch`] store and
 //! whose untouched blobs still come from the source.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
+use crate::blob::RegionReader;
 use crate::config::{self, ConfigEdit, ConfigOverrides};
 use crate::entries::{EntryKind, ReadOptions};
-use crate::flatten::Flattener;
+use crate::flatten::{DataRef, FlatView, Flattener};
 use crate::layer_write::{LayerWriter, WrittenLayer};
-use crate::layers::read_layers;
+use crate::layers::{read_layers, LayerContent};
 use crate::{Compression, Error, Image, Layer, Limits, MediaType, RawDoc, Result, Scratch};
 
 /// Settings shared by the transforms.
@@ -134,23 +135,100 @@ fn create(path: &std::path::Path) -> Result<std::fs::File> {
     std::fs::File::create(path).map_err(|e| Error::io("cannot create", path, e))
 }
 
+/// An image's flattened filesystem, with every layer's tar kept seekable so
+/// that file data can be read in any order.
+pub struct Flat {
+    /// The filesystem.
+    pub view: FlatView,
+    /// Each layer's seekable tar.
+    pub contents: Vec<Option<LayerContent>>,
+    layer_digests: Vec<crate::Digest>,
+}
+
+impl Flat {
+    /// Reads and flattens every layer of `image` (one read; compressed layers
+    /// are staged uncompressed in `scratch`).
+    pub fn read(
+        image: &Image,
+        scratch: &Scratch,
+        limits: &Limits,
+        opts: ReadOptions,
+    ) -> Result<Flat> {
+        let read = read_layers(image, limits, opts, Some(scratch.path()))?;
+        let mut flat = Flattener::new(false);
+        let mut contents = Vec::with_capacity(read.len());
+        for (i, layer) in read.into_iter().enumerate() {
+            flat.apply(i, &image.layers[i].descriptor.digest, layer.changes)?;
+            contents.push(layer.content);
+        }
+        Ok(Flat {
+            view: flat.finish(),
+            contents,
+            layer_digests: image
+                .layers
+                .iter()
+                .map(|l| l.descriptor.digest.clone())
+                .collect(),
+        })
+    }
+
+    fn content(&self, layer: usize) -> Result<&LayerContent> {
+        match (self.contents.get(layer), self.layer_digests.get(layer)) {
+            (Some(Some(c)), _) => Ok(c),
+            (_, Some(digest)) => Err(Error::BadLayer {
+                layer: digest.clone(),
+                reason: "its content was not kept".into(),
+            }),
+            (_, None) => Err(Error::LayerCountMismatch {
+                layers: self.layer_digests.len(),
+                diff_ids: layer + 1,
+            }),
+        }
+    }
+
+    /// The bytes of a file's data.
+    pub fn reader(&self, data: DataRef) -> Result<RegionReader<'_>> {
+        Ok(self.content(data.layer)?.reader(data.offset, data.size))
+    }
+
+    /// Reads file data at `offset` within it.
+    pub fn read_at(&self, data: DataRef, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if offset >= data.size {
+            return Ok(0);
+        }
+        let content = self.content(data.layer).map_err(io::Error::other)?;
+        let len = buf.len().min((data.size - offset) as usize);
+        content.read_at(data.offset + offset, &mut buf[..len])
+    }
+}
+
 /// One layer holding the flattened filesystem, entries sorted by path.
 pub fn squash(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Result<Image> {
-    let read = read_layers(
+    let flat = Flat::read(image, scratch, &opts.limits, ReadOptions::default())?;
+    write_view(
         image,
-        &opts.limits,
-        ReadOptions::default(),
-        Some(scratch.path()),
-    )?;
-    let mut flat = Flattener::new(false);
-    let mut contents = Vec::with_capacity(read.len());
-    for (i, layer) in read.into_iter().enumerate() {
-        flat.apply(i, &image.layers[i].descriptor.digest, layer.changes)?;
-        contents.push(layer.content);
-    }
-    let view = flat.finish();
-    let generated_mtime = opts.source_date_epoch.unwrap_or(0);
+        &flat,
+        &flat.view,
+        &BTreeMap::new(),
+        scratch,
+        opts,
+        "whittle squash",
+    )
+}
 
+/// Writes `view` (all or part of `flat`'s filesystem) as the one layer of a
+/// new image with `image`'s config. Regular files without data take their
+/// bytes from `generated` (files whittle makes, such as a trimmed package database).
+pub fn write_view(
+    image: &Image,
+    flat: &Flat,
+    view: &FlatView,
+    generated: &BTreeMap<String, Vec<u8>>,
+    scratch: &Arc<Scratch>,
+    opts: &MutateOptions,
+    created_by: &str,
+) -> Result<Image> {
+    let generated_mtime = opts.source_date_epoch.unwrap_or(0);
     // The first path of each hard-link group (in output order) carries the data.
     let mut primary: HashMap<u64, &str> = HashMap::new();
     for (path, node) in &view.nodes {
@@ -158,7 +236,7 @@ pub fn squash(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Re
             primary.entry(node.inode).or_insert(path.as_str());
         }
     }
-    let path = scratch.new_file("squash");
+    let path = scratch.new_file("layer");
     let mut writer = LayerWriter::create(path, opts.compression)?;
     for (path, node) in &view.nodes {
         let mut meta = node.meta.clone();
@@ -179,19 +257,24 @@ pub fn squash(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Re
         }
         match (&node.kind, node.data) {
             (EntryKind::File, Some(data)) => {
-                let content = contents[data.layer]
-                    .as_ref()
-                    .ok_or_else(|| Error::BadLayer {
-                        layer: image.layers[data.layer].descriptor.digest.clone(),
-                        reason: "its content was not kept".into(),
-                    })?;
-                let mut reader = content.reader(data.offset, data.size);
+                let mut reader = flat.reader(data)?;
                 writer.append(path, &node.kind, &meta, data.size, Some(&mut reader))?;
+            }
+            (EntryKind::File, None) if generated.contains_key(path) => {
+                let bytes = &generated[path];
+                let mut reader = &bytes[..];
+                writer.append(
+                    path,
+                    &node.kind,
+                    &meta,
+                    bytes.len() as u64,
+                    Some(&mut reader),
+                )?;
             }
             (kind, _) => writer.append(path, kind, &meta, 0, None)?,
         }
     }
     let written = writer.finish()?;
     let layer = adopt(scratch, written)?;
-    new_image(image, vec![layer], Some("whittle squash"), opts)
+    new_image(image, vec![layer], Some(created_by), opts)
 }

@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 mod copy;
+mod extract;
 mod inspect;
+mod slim;
 mod squash;
+mod why;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,12 @@ pub enum Command {
     Squash(squash::SquashArgs),
     /// Report an image's layers, sizes, wasted space and ELF programs.
     Inspect(inspect::InspectArgs),
+    /// Keep only what the image's program needs (its ELF closure, implicit files, includes).
+    Slim(slim::SlimArgs),
+    /// Keep what an image added above its base, and only the parts of the base it needs.
+    Extract(extract::ExtractArgs),
+    /// Explain why a slimmed image kept a path.
+    Why(why::WhyArgs),
 }
 
 /// Runs a subcommand.
@@ -31,6 +40,9 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Copy(a) => copy::run(a, global),
         Command::Squash(a) => squash::run(a, global),
         Command::Inspect(a) => inspect::run(a, global),
+        Command::Slim(a) => slim::run(a, global),
+        Command::Extract(a) => extract::run(a, global),
+        Command::Why(a) => why::run(a, global),
     }
 }
 

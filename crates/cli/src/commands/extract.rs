@@ -1,0 +1,86 @@
+//! `whittle extract --base BASE SRC DST`: what SRC installed on top of BASE,
+//! plus only the parts of BASE that it needs.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use whittle_slim::Mode;
+
+use super::slim::{write_slimmed, KeepFlags};
+use super::{open_source, parse_ref, parse_src_dst};
+use crate::args::{ConfigFlags, Global};
+
+/// What to take from the base.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum BaseLibs {
+    /// Only the libraries (and implicit files) that the added programs need.
+    #[default]
+    Closure,
+    /// Every library directory of the base (for programs whose dlopen use defeats analysis).
+    All,
+}
+
+/// Arguments of `extract`.
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// The base image SRC was built on.
+    #[arg(long, value_name = "BASE")]
+    base: String,
+    /// The image built on the base.
+    #[arg(value_name = "SRC")]
+    src: String,
+    /// Where to write the result.
+    #[arg(value_name = "DST")]
+    dst: String,
+    /// What to take from the base: its libraries that the added files link (closure) or all of them.
+    #[arg(long, value_name = "WHICH", default_value = "closure")]
+    base_libs: BaseLibs,
+    #[command(flatten)]
+    keep: KeepFlags,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+/// Runs `extract`.
+pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
+    let base_ref = parse_ref(&a.base)?;
+    let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
+    let base = open_source(
+        &base_ref,
+        &ConfigFlags::default(),
+        whittle_image::Compression::Gzip,
+    )
+    .with_context(|| format!("cannot read the base {base_ref}"))?;
+    let image = open_source(&src, &a.config, whittle_image::Compression::Gzip)?;
+    let base_ids: Vec<_> = base.layers.iter().map(|l| &l.diff_id).collect();
+    let src_ids: Vec<_> = image.layers.iter().map(|l| &l.diff_id).collect();
+    if base_ids.len() > src_ids.len() || src_ids[..base_ids.len()] != base_ids[..] {
+        let first = base_ids
+            .iter()
+            .zip(&src_ids)
+            .position(|(a, b)| a != b)
+            .unwrap_or(src_ids.len().min(base_ids.len()));
+        bail!(
+            "{src} is not built on {base_ref}: the base has {} layers, {src} has {}, and they differ from layer {}",
+            base_ids.len(),
+            src_ids.len(),
+            first + 1
+        );
+    }
+    if base_ids.len() == src_ids.len() {
+        bail!("{src} has no layers above {base_ref}: nothing was added to extract");
+    }
+    let mode = Mode::Extract {
+        base_layers: base_ids.len(),
+        base_libs_all: matches!(a.base_libs, BaseLibs::All),
+    };
+    write_slimmed(
+        &src,
+        &dst,
+        &image,
+        mode,
+        &a.keep,
+        &a.config,
+        global,
+        "whittle extract",
+    )
+}

@@ -1,0 +1,158 @@
+//! `whittle slim SRC DST`: keep only what the image's program needs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use whittle_image::config::{self, ConfigEdit};
+use whittle_image::entries::ReadOptions;
+use whittle_image::mutate::{write_view, Flat};
+use whittle_image::{Compression, Image};
+use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
+use whittle_transport::ImageRef;
+
+use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
+use crate::args::{ConfigFlags, Global};
+
+/// What to keep beyond the analysis, and where to explain it.
+#[derive(Args, Debug)]
+pub struct KeepFlags {
+    /// Keep a path or glob: a binary brings its libraries, a directory its tree (repeatable).
+    #[arg(long, value_name = "PATH|GLOB")]
+    include: Vec<String>,
+    /// Never keep paths matching this glob, nor what is under them (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Keep /bin/sh and its libraries.
+    #[arg(long)]
+    include_shell: bool,
+    /// Keep dpkg's status / apk's installed database, trimmed to the packages still present.
+    #[arg(long)]
+    keep_pkgdb: bool,
+    /// Write every kept path with its reason chain to this JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// The output layer's compression: gzip, zstd or none.
+    #[arg(long, value_name = "ALGO", default_value = "gzip")]
+    compression: Compression,
+}
+
+impl KeepFlags {
+    fn options(&self) -> SlimOptions {
+        SlimOptions {
+            includes: self.include.clone(),
+            excludes: self.exclude.clone(),
+            include_shell: self.include_shell,
+            keep_pkgdb: self.keep_pkgdb,
+        }
+    }
+}
+
+/// Arguments of `slim`.
+#[derive(Args, Debug)]
+pub struct SlimArgs {
+    /// The image to slim.
+    #[arg(value_name = "SRC")]
+    src: String,
+    /// Where to write the slimmed image.
+    #[arg(value_name = "DST")]
+    dst: String,
+    #[command(flatten)]
+    keep: KeepFlags,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+/// Runs `slim`.
+pub fn run(a: SlimArgs, global: &Global) -> Result<()> {
+    let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
+    let image = open_source(&src, &a.config, a.keep.compression)?;
+    write_slimmed(
+        &src,
+        &dst,
+        &image,
+        Mode::Slim,
+        &a.keep,
+        &a.config,
+        global,
+        "whittle slim",
+    )
+}
+
+/// Analyses `image`, writes what it keeps to `dst`, and explains it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_slimmed(
+    src: &ImageRef,
+    dst: &ImageRef,
+    image: &Image,
+    mode: Mode,
+    keep: &KeepFlags,
+    config_flags: &ConfigFlags,
+    global: &Global,
+    created_by: &str,
+) -> Result<()> {
+    let mut opts = mutate_options(global, config_flags, keep.compression)?;
+    // The program analysed is the one the output will run.
+    let edited = config::edit(
+        &image.config.bytes,
+        &ConfigEdit {
+            overrides: Some(&opts.overrides),
+            ..Default::default()
+        },
+    )?;
+    let run_config = RunConfig::from_config(&edited)?;
+    let scratch = scratch_for(dst)?;
+    let flat = Flat::read(image, &scratch, &opts.limits, ReadOptions::default())
+        .with_context(|| format!("cannot read {src}"))?;
+    let Plan {
+        view,
+        generated,
+        mut report,
+    } = whittle_slim::plan(&flat, run_config, &keep.options(), mode)
+        .with_context(|| format!("cannot slim {src}"))?;
+    opts.overrides
+        .labels
+        .push((REPORT_LABEL.to_string(), report.to_label()));
+    let out = write_view(image, &flat, &view, &generated, &scratch, &opts, created_by)
+        .with_context(|| format!("cannot write the slimmed image of {src}"))?;
+    report.source = Some(src.to_string());
+    if let Some(path) = &keep.report {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    write_output(dst, &out, global)?;
+    if !global.quiet {
+        print_summary(&report, &view);
+    }
+    Ok(())
+}
+
+fn print_summary(report: &whittle_slim::Report, view: &whittle_image::flatten::FlatView) {
+    use crate::output::human as human_size;
+    eprintln!(
+        "slim: {} -> {} ({} -> {} files)",
+        human_size(report.before.bytes),
+        human_size(report.after.bytes),
+        report.before.files,
+        report.after.files
+    );
+    let mut largest: Vec<(&String, u64)> = view
+        .nodes
+        .iter()
+        .map(|(k, n)| (k, n.size()))
+        .filter(|(_, s)| *s > 0)
+        .collect();
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if !largest.is_empty() {
+        eprintln!("largest kept files:");
+    }
+    for (k, size) in largest.iter().take(10) {
+        let path = format!("/{k}");
+        let why = report.find(&path).map(|k| k.reason.as_str()).unwrap_or("");
+        eprintln!("  {:>9}  {path}  ({why})", human_size(*size));
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,47 @@
+//! `whittle why IMAGE PATH`: why a slimmed image kept a path.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use whittle_slim::{Report, REPORT_LABEL};
+
+use super::{open_source, parse_ref};
+use crate::args::{ConfigFlags, Global};
+
+/// Arguments of `why`.
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// An image written by `whittle slim` or `whittle extract`.
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// An absolute path in it.
+    #[arg(value_name = "PATH")]
+    path: String,
+}
+
+/// Runs `why`.
+pub fn run(a: WhyArgs, _global: &Global) -> Result<()> {
+    let r = parse_ref(&a.image)?;
+    let image = open_source(
+        &r,
+        &ConfigFlags::default(),
+        whittle_image::Compression::Gzip,
+    )?;
+    let config: serde_json::Value = serde_json::from_slice(&image.config.bytes)
+        .with_context(|| format!("the config of {r} is not JSON"))?;
+    let Some(label) = config["config"]["Labels"][REPORT_LABEL].as_str() else {
+        bail!("{r} was not made by whittle slim or extract (it has no {REPORT_LABEL} label)");
+    };
+    let report = Report::from_label(label)?;
+    let path = whittle_elf::root::normalize("/", &a.path);
+    let Some(kept) = report.find(&path) else {
+        bail!("{path} is not in {r}: slim did not keep it");
+    };
+    let mut steps = kept.chain.iter();
+    if let Some(first) = steps.next() {
+        println!("{first}");
+    }
+    for step in steps {
+        println!("  <- {step}");
+    }
+    Ok(())
+}
