@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # whittle's main job on a built-in example: build a real "fat" Debian nginx image
-# (debootstrap + docker, two layers with deleted files), inspect it, squash it,
-# and inspect the result. Installs what it needs on first run (as root).
+# (debootstrap + docker, two layers), slim it to what nginx needs, explain one kept
+# file, and run the slimmed image in Docker. Installs what it needs on first run (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +17,23 @@ rm -rf "$out"; mkdir -p "$out"
 
 echo; echo "== the example image, as docker save wrote it"
 "$whittle" inspect "docker-archive:$example/nginx.tar"
-echo; echo "== squash it into one layer (deleted files gone for good)"
-"$whittle" squash "docker-archive:$example/nginx.tar" "oci:$out/nginx-squashed:latest"
-echo; echo "== the squashed image"
-"$whittle" inspect "oci:$out/nginx-squashed:latest"
-echo; echo "== and back to docker: docker-archive:$out/nginx-squashed.tar"
-"$whittle" copy "oci:$out/nginx-squashed:latest" "docker-archive:$out/nginx-squashed.tar:whittle-demo/nginx:squashed"
-echo "load it with: docker load -i $out/nginx-squashed.tar"
+
+echo; echo "== slim it: nginx's ELF closure, the files no linker shows, and its data directories"
+"$whittle" slim "docker-archive:$example/nginx.tar" "docker-archive:$out/nginx-slim.tar:whittle-demo/nginx:slim" \
+  --include /etc/nginx --include /var/www --include /usr/share/nginx \
+  --include /var/lib/nginx --include /var/log/nginx --report "$out/report.json"
+
+echo; echo "== why was libssl kept?"
+"$whittle" why "docker-archive:$out/nginx-slim.tar" /usr/lib/x86_64-linux-gnu/libssl.so.3
+
+echo; echo "== run the slimmed image"
+docker load -q -i "$out/nginx-slim.tar"
+docker rm -f whittle-demo >/dev/null 2>&1 || true
+docker run -d --name whittle-demo -p 127.0.0.1:18088:80 whittle-demo/nginx:slim >/dev/null
+trap 'docker rm -f whittle-demo >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 1 50); do
+  page=$(curl -fsS http://127.0.0.1:18088/ 2>/dev/null) && break
+  sleep 0.1
+done
+echo "GET / -> ${page:-no answer}"
+echo; echo "full report: $out/report.json"

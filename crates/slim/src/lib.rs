@@ -117,12 +117,16 @@ fn is_glob(p: &str) -> bool {
     p.contains(['*', '?', '[', '{'])
 }
 
+/// Paths that are not directories, and their data bytes (hard links counted once).
 fn totals<'n>(nodes: impl Iterator<Item = &'n Node>) -> Totals {
     let mut t = Totals::default();
+    let mut inodes = std::collections::HashSet::new();
     for n in nodes {
         if n.kind != EntryKind::Dir {
             t.files += 1;
-            t.bytes += n.size();
+            if n.inode == 0 || inodes.insert(n.inode) {
+                t.bytes += n.size();
+            }
         }
     }
     t
