@@ -35,7 +35,7 @@ pub enum SlimError {
     #[error("the image has no entrypoint and no cmd: nothing to analyse (give --entrypoint)")]
     NoEntrypoint,
     /// The program to run is not in the image.
-    #[error("the entrypoint {name} is not in the image: {why}")]
+    #[error("the entrypoint {name} is not a program in the image: {why}")]
     EntrypointMissing {
         /// As the config names it.
         name: String,
@@ -183,7 +183,8 @@ pub fn plan(
         if is_glob(pattern) {
             continue;
         }
-        planner.include(pattern, Reason::Include(pattern.clone()));
+        let path = whittle_elf::root::normalize("/", pattern);
+        planner.include(&path, Reason::Include(pattern.clone()));
     }
     for (pattern, set) in &include_globs {
         let matched: Vec<String> = flat

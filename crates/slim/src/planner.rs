@@ -191,6 +191,10 @@ impl<'a> Planner<'a> {
             }
             Err(e) => {
                 self.warn(format!("{path} ({what}): {e}"));
+                // A link that was asked for is kept even when its target is not there.
+                if let Some(NodeKind::Symlink(_)) = self.root.lstat(path) {
+                    self.keep.insert(path, reason);
+                }
                 None
             }
         }
