@@ -238,10 +238,10 @@ impl<'a> Planner<'a> {
         }
         self.keep_resolved(&resolved, Reason::Entrypoint, None);
         let program = resolved.path.clone();
-        let is_shell = matches!(
-            argv0.rsplit('/').next(),
-            Some("sh" | "bash" | "dash" | "ash" | "busybox")
-        );
+        let name = argv0.rsplit('/').next().unwrap_or("");
+        let is_shell = matches!(name, "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh");
+        let script_runner = is_shell || is_script_interpreter(name);
+        let mut script_seen = false;
         let mut args = argv.iter().skip(1).peekable();
         while let Some(arg) = args.next() {
             if is_shell && arg == "-c" {
@@ -255,6 +255,47 @@ impl<'a> Planner<'a> {
                         if let Some(r) = found.filter(|r| matches!(r.kind, NodeKind::File(_))) {
                             self.keep_resolved(&r, Reason::ArgumentOf(program.clone()), None);
                         }
+                    }
+                }
+                script_seen = true;
+                continue;
+            }
+            if script_runner && !script_seen {
+                // Code or a module instead of a script (`python -m http.server`, `perl -e`).
+                if matches!(arg.as_str(), "-c" | "-m" | "-e" | "-E") {
+                    script_seen = true;
+                    args.next();
+                    continue;
+                }
+                // Options that take a value.
+                if matches!(arg.as_str(), "-W" | "-X" | "-o" | "-O" | "-r" | "-I") {
+                    args.next();
+                    continue;
+                }
+            }
+            // `sh script.sh`, `python app.py`: the first operand is the program's script,
+            // which must be there (relative to WORKDIR).
+            if script_runner && !script_seen && !arg.starts_with('-') {
+                script_seen = true;
+                let path = normalize(&self.config.workdir, arg);
+                match resolve(self.root, &path) {
+                    Ok(r) if matches!(r.kind, NodeKind::File(_)) => {
+                        self.keep_resolved(&r, Reason::ArgumentOf(program.clone()), None);
+                    }
+                    Ok(r) => {
+                        return Err(SlimError::EntrypointMissing {
+                            name: arg.clone(),
+                            why: format!(
+                                "the script {argv0} runs, {}, is not a regular file",
+                                r.path
+                            ),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(SlimError::EntrypointMissing {
+                            name: arg.clone(),
+                            why: format!("it is the script {argv0} runs, and {e}"),
+                        })
                     }
                 }
                 continue;
@@ -588,6 +629,18 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// `python3.11`, `perl`, `node`: programs whose first operand is a script to run.
+fn is_script_interpreter(name: &str) -> bool {
+    [
+        "python", "perl", "ruby", "node", "nodejs", "php", "lua", "tclsh", "Rscript",
+    ]
+    .iter()
+    .any(|i| {
+        name.strip_prefix(i)
+            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    })
+}
+
 /// Commands at the start of each simple command of a `sh -c` string:
 /// `exec nginx -g 'daemon off;' && x=1 foo` gives `nginx`, `foo`.
 fn shell_commands(script: &str) -> Vec<String> {
@@ -633,6 +686,16 @@ fn summarize_dirs(tried: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_script_interpreters() {
+        for yes in ["python3", "python3.11", "perl", "node", "ruby3.1", "php8.2"] {
+            assert!(is_script_interpreter(yes), "{yes}");
+        }
+        for no in ["php-fpm", "nginx", "pythonista", "nodemon"] {
+            assert!(!is_script_interpreter(no), "{no}");
+        }
+    }
 
     #[test]
     fn finds_commands_in_shell_strings() {
