@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs whittle's whole test suite: installs and starts the real components the
-# integration tests use (scripts/setup.sh), builds the Debian nginx fixture once
-# (cached under target/fixtures), then runs every test with cargo-nextest.
+# integration tests use (scripts/setup.sh), builds the Debian nginx fixture and the slim
+# fixtures once (cached under target/fixtures), then runs every test with cargo-nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,11 @@ export WHITTLE_FIXTURES=${WHITTLE_FIXTURES:-$PWD/target/fixtures/nginx}
 mkdir -p "$(dirname "$WHITTLE_FIXTURES")"
 echo "test: building the Debian nginx fixture in $WHITTLE_FIXTURES (cached)" >&2
 flock /tmp/whittle-fixture.lock bash tests/fixtures/nginx-image.sh "$WHITTLE_FIXTURES"
+# The small images for slim (C++, static musl, busybox script), built on the nginx
+# fixture's Debian base.
+export WHITTLE_SLIM_FIXTURES=${WHITTLE_SLIM_FIXTURES:-$PWD/target/fixtures/slim}
+echo "test: building the slim fixtures in $WHITTLE_SLIM_FIXTURES (cached)" >&2
+flock /tmp/whittle-fixture.lock bash tests/fixtures/slim-images.sh "$WHITTLE_SLIM_FIXTURES" "$WHITTLE_FIXTURES"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

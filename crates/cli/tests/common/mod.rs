@@ -795,3 +795,670 @@ pub mod docker_e2e {
         diffs
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// slim_e2e: helpers for crates/cli/tests/e2e_slim.rs (`whittle slim/extract/why` on real
+// images: the nginx fixture plus tests/fixtures/slim-images.sh's cxx, musl and busybox
+// images; outputs are loaded into dockerd and run).
+// ---------------------------------------------------------------------------------------
+#[allow(dead_code)]
+pub mod slim_e2e {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::ffi::OsStr;
+    use std::fs;
+    use std::io::{BufRead, BufReader, Read};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
+    use std::sync::OnceLock;
+
+    use serde_json::Value;
+
+    use super::docker_e2e::{
+        docker, docker_archive_image, docker_ok, find_tool, fixture, norm, skip_or_panic, whittle,
+        workspace_root, FIXTURE_LOCK,
+    };
+
+    /// The page the nginx fixture serves.
+    pub const PAGE: &str = "whittle test page";
+
+    /// The --include flags nginx needs: data files no static analysis can find.
+    pub const NGINX_INCLUDES: [&str; 5] = [
+        "/etc/nginx",
+        "/var/www",
+        "/usr/share/nginx",
+        "/var/lib/nginx",
+        "/var/log/nginx",
+    ];
+
+    /// `--include P` for each of `NGINX_INCLUDES`.
+    pub fn nginx_include_args() -> Vec<String> {
+        NGINX_INCLUDES
+            .iter()
+            .flat_map(|p| ["--include".to_string(), p.to_string()])
+            .collect()
+    }
+
+    // ----------------------------------------------------------------- fixtures
+
+    enum SlimFixtureError {
+        Unavailable(String),
+        Failed(String),
+    }
+
+    /// Both fixture directories: the nginx one (base.tar, nginx.tar, export.tar) and the
+    /// slim one (cxx.tar, musl.tar, busybox.tar, expected/NAME.txt).
+    pub struct Fixtures {
+        pub nginx: &'static Path,
+        pub slim: &'static Path,
+    }
+
+    fn slim_fixture_dir() -> PathBuf {
+        match std::env::var_os("WHITTLE_SLIM_FIXTURES") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => workspace_root().join("target/fixtures/slim"),
+        }
+    }
+
+    fn build_slim_fixture(nginx: &Path) -> Result<PathBuf, SlimFixtureError> {
+        let dir = slim_fixture_dir();
+        if dir.join(".done").is_file() {
+            return Ok(dir);
+        }
+        let script = workspace_root().join("tests/fixtures/slim-images.sh");
+        if !script.is_file() {
+            return Err(SlimFixtureError::Failed(format!(
+                "{} is missing",
+                script.display()
+            )));
+        }
+        for tool in ["bash", "flock", "docker", "g++", "musl-gcc", "readelf"] {
+            if find_tool(tool).is_none() {
+                return Err(SlimFixtureError::Unavailable(format!(
+                    "cannot build the slim fixtures in {}: `{tool}` is not installed",
+                    dir.display()
+                )));
+            }
+        }
+        if !Path::new("/bin/busybox").is_file() {
+            return Err(SlimFixtureError::Unavailable(format!(
+                "cannot build the slim fixtures in {}: /bin/busybox (busybox-static) is \
+                 not installed",
+                dir.display()
+            )));
+        }
+        eprintln!(
+            "building the slim fixtures in {} (once; cached by .done)",
+            dir.display()
+        );
+        // Same lock as the nginx fixture (built before, not nested): the script is
+        // idempotent and flock makes concurrent test processes wait for the first.
+        let out = Command::new("flock")
+            .arg(FIXTURE_LOCK)
+            .arg("bash")
+            .arg(&script)
+            .arg(&dir)
+            .arg(nginx)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| SlimFixtureError::Failed(format!("cannot run flock/bash: {e}")))?;
+        if !out.status.success() || !dir.join(".done").is_file() {
+            return Err(SlimFixtureError::Failed(format!(
+                "{} {} {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+                script.display(),
+                dir.display(),
+                nginx.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(dir)
+    }
+
+    /// The nginx and slim fixtures, built at most once per process, and a working
+    /// docker. `None`: skip the test (already reported; a failure when `CI` is set).
+    pub fn fixtures() -> Option<Fixtures> {
+        if !super::docker_e2e::require_tools(&["docker"]) {
+            return None;
+        }
+        let nginx = fixture()?;
+        static SLIM: OnceLock<Result<PathBuf, SlimFixtureError>> = OnceLock::new();
+        match SLIM.get_or_init(|| build_slim_fixture(nginx)) {
+            Ok(slim) => Some(Fixtures {
+                nginx,
+                slim: slim.as_path(),
+            }),
+            Err(SlimFixtureError::Unavailable(reason)) => {
+                skip_or_panic(reason);
+                None
+            }
+            Err(SlimFixtureError::Failed(msg)) => panic!("slim fixtures: {msg}"),
+        }
+    }
+
+    /// What the fixture script saw image NAME print (expected/NAME.txt, one line).
+    pub fn expected_output(slim: &Path, name: &str) -> String {
+        let p = slim.join("expected").join(format!("{name}.txt"));
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    }
+
+    // ---------------------------------------------------------------- references
+
+    /// `TRANSPORT:PATH` or `TRANSPORT:PATH:SUFFIX`.
+    pub fn reference(transport: &str, path: &Path, suffix: Option<&str>) -> String {
+        let p = path.to_str().expect("UTF-8 path");
+        assert!(
+            !p.contains(':'),
+            "path {p:?} would be ambiguous in a reference"
+        );
+        match suffix {
+            Some(s) => format!("{transport}:{p}:{s}"),
+            None => format!("{transport}:{p}"),
+        }
+    }
+
+    /// A temporary directory whose name has no ':' (see `reference`).
+    pub fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("whittle-slim-e2e-")
+            .tempdir()
+            .expect("temp dir")
+    }
+
+    // ----------------------------------------------------------------- whittle
+
+    /// Output of a whittle run, with its command line for messages.
+    pub struct Run {
+        pub cmdline: String,
+        pub out: Output,
+    }
+
+    impl Run {
+        pub fn stdout(&self) -> String {
+            String::from_utf8_lossy(&self.out.stdout).into_owned()
+        }
+        pub fn stderr(&self) -> String {
+            String::from_utf8_lossy(&self.out.stderr).into_owned()
+        }
+        pub fn code(&self) -> Option<i32> {
+            self.out.status.code()
+        }
+        /// For assertion messages.
+        pub fn describe(&self) -> String {
+            format!(
+                "`{}` exited with {}:\nstdout:\n{}\nstderr:\n{}",
+                self.cmdline,
+                self.out.status,
+                self.stdout(),
+                self.stderr()
+            )
+        }
+        /// Panics unless the run exited 0.
+        pub fn ok(self) -> Self {
+            assert!(self.out.status.success(), "{}", self.describe());
+            self
+        }
+        /// The manifest digest printed on stdout (checked to be `sha256:<64 hex>`).
+        pub fn digest(&self) -> String {
+            let s = self.stdout();
+            let d = s.trim().lines().last().unwrap_or("").trim().to_string();
+            let hex = d.strip_prefix("sha256:").unwrap_or("");
+            assert!(
+                hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                "stdout should end with the output manifest digest; {}",
+                self.describe()
+            );
+            d
+        }
+    }
+
+    /// Runs `whittle ARGS...` (whatever its outcome), and fails the test on any panic
+    /// or signal death: whittle must never panic, whatever the input.
+    pub fn run_whittle<I, S>(args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = whittle();
+        cmd.args(args);
+        let cmdline = format!(
+            "whittle {}",
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmdline}: {e}"));
+        let run = Run { cmdline, out };
+        assert!(
+            !run.stderr().contains("panicked") && run.code().is_some(),
+            "whittle panicked or was killed by a signal; {}",
+            run.describe()
+        );
+        assert!(
+            matches!(run.code(), Some(0..=2)),
+            "whittle exited with an undocumented status; {}",
+            run.describe()
+        );
+        run
+    }
+
+    // ------------------------------------------------------------------- docker
+
+    /// `docker load -i ARCHIVE`, checking docker reports loading `tag`.
+    pub fn docker_load(archive: &Path, tag: &str) {
+        let out = docker_ok(["load", "-i", archive.to_str().unwrap()]);
+        assert!(
+            out.contains(&format!("Loaded image: {tag}")),
+            "docker load -i {} did not load {tag}: {out}",
+            archive.display()
+        );
+    }
+
+    /// `docker run --rm --network none IMAGE`: exit status and stdout, stderr.
+    pub fn docker_run_offline(image: &str) -> (bool, String, String) {
+        let out = docker(["run", "--rm", "--network", "none", image]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `docker image inspect REF` (the single object), or None.
+    pub fn docker_image_inspect(r: &str) -> Option<Value> {
+        let out = docker(["image", "inspect", r]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).expect("docker inspect JSON");
+        v.as_array().and_then(|a| a.first()).cloned()
+    }
+
+    // ---------------------------------------------------------- docker archives
+
+    /// One member of an image layer.
+    #[derive(Clone, Debug)]
+    pub struct Member {
+        /// 'f' file, 'd' dir, 'l' symlink, 'h' hardlink, 'o' other.
+        pub kind: char,
+        pub size: u64,
+        pub link: Option<String>,
+        pub mode: u32,
+    }
+
+    /// The layers of a docker-archive: their sizes as stored (plain tars there) and
+    /// the union of their members, named `/abs/path` (later layers win; whiteouts are
+    /// listed as they are).
+    pub struct ArchiveLayers {
+        pub sizes: Vec<u64>,
+        pub members: BTreeMap<String, Member>,
+    }
+
+    impl ArchiveLayers {
+        pub fn total_size(&self) -> u64 {
+            self.sizes.iter().sum()
+        }
+    }
+
+    fn read_layer(r: impl Read, into: &mut BTreeMap<String, Member>) {
+        let mut br = BufReader::new(r);
+        let head = br.fill_buf().expect("read layer").to_vec();
+        let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(br))
+        } else {
+            assert!(
+                !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+                "zstd layer in a docker archive (they hold plain tars)"
+            );
+            Box::new(br)
+        };
+        let mut ar = tar::Archive::new(reader);
+        for entry in ar.entries().expect("layer tar entries") {
+            let entry = entry.expect("layer tar entry");
+            let name = norm(&entry.path().expect("layer member path"));
+            if name.is_empty() || name == "." {
+                continue;
+            }
+            let h = entry.header();
+            let et = h.entry_type();
+            let kind = match et {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                t if t.is_file() => 'f',
+                _ => 'o',
+            };
+            let link = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|p| p.to_string_lossy().into_owned());
+            into.insert(
+                format!("/{name}"),
+                Member {
+                    kind,
+                    size: h.size().unwrap_or(0),
+                    link,
+                    mode: h.mode().unwrap_or(0),
+                },
+            );
+        }
+    }
+
+    /// Reads a docker-archive's layers (first image of manifest.json).
+    pub fn archive_layers(archive: &Path) -> ArchiveLayers {
+        let img = docker_archive_image(archive);
+        let layer_paths = img.layer_paths();
+        let mut sizes = vec![None; layer_paths.len()];
+        let mut per_layer: Vec<BTreeMap<String, Member>> = vec![BTreeMap::new(); layer_paths.len()];
+        let f =
+            fs::File::open(archive).unwrap_or_else(|e| panic!("open {}: {e}", archive.display()));
+        let mut ar = tar::Archive::new(f);
+        for entry in ar.entries().expect("archive entries") {
+            let entry = entry.expect("archive entry");
+            let name = norm(&entry.path().expect("archive member path"));
+            // The same blob may be listed twice; every listing gets the members.
+            let idx: Vec<usize> = layer_paths
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| norm(Path::new(p.as_str())) == name)
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let size = entry.header().size().expect("layer size");
+            let mut members = BTreeMap::new();
+            read_layer(entry, &mut members);
+            for i in idx {
+                sizes[i] = Some(size);
+                per_layer[i] = members.clone();
+            }
+        }
+        let sizes = sizes
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.unwrap_or_else(|| {
+                    panic!(
+                        "{}: layer {} not in the archive",
+                        archive.display(),
+                        layer_paths[i]
+                    )
+                })
+            })
+            .collect();
+        let mut members = BTreeMap::new();
+        for layer in per_layer {
+            members.extend(layer);
+        }
+        ArchiveLayers { sizes, members }
+    }
+
+    /// Whether a docker-archive (Docker 25+ form) stores the blob `sha256:<hex>`.
+    pub fn archive_has_blob(archive: &Path, digest: &str) -> bool {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let want = format!("blobs/sha256/{hex}");
+        let f =
+            fs::File::open(archive).unwrap_or_else(|e| panic!("open {}: {e}", archive.display()));
+        let mut ar = tar::Archive::new(f);
+        let found = ar.entries().expect("archive entries").any(|e| {
+            let e = e.expect("archive entry");
+            norm(&e.path().expect("member path")) == want
+        });
+        found
+    }
+
+    /// Names (`/abs/path`) of every member of a filesystem tar (e.g. docker export).
+    pub fn tar_names(tar_path: &Path) -> BTreeSet<String> {
+        let f =
+            fs::File::open(tar_path).unwrap_or_else(|e| panic!("open {}: {e}", tar_path.display()));
+        let mut ar = tar::Archive::new(f);
+        let mut out = BTreeSet::new();
+        for entry in ar.entries().expect("tar entries") {
+            let entry = entry.expect("tar entry");
+            let name = norm(&entry.path().expect("tar path"));
+            if !name.is_empty() && name != "." {
+                out.insert(format!("/{name}"));
+            }
+        }
+        out
+    }
+
+    /// Unpacks every layer of a single-layer docker-archive into `dest` (used to turn an
+    /// image into a `dir:` root).
+    pub fn unpack_single_layer(archive: &Path, dest: &Path) {
+        let img = docker_archive_image(archive);
+        let layers = img.layer_paths();
+        assert_eq!(
+            layers.len(),
+            1,
+            "{} should have one layer",
+            archive.display()
+        );
+        let want = norm(Path::new(&layers[0]));
+        let f =
+            fs::File::open(archive).unwrap_or_else(|e| panic!("open {}: {e}", archive.display()));
+        let mut ar = tar::Archive::new(f);
+        for entry in ar.entries().expect("archive entries") {
+            let entry = entry.expect("archive entry");
+            if norm(&entry.path().expect("member path")) == want {
+                let mut layer = tar::Archive::new(entry);
+                layer.set_preserve_permissions(true);
+                layer
+                    .unpack(dest)
+                    .unwrap_or_else(|e| panic!("unpack layer into {}: {e}", dest.display()));
+                return;
+            }
+        }
+        panic!("{}: layer {want} not found", archive.display());
+    }
+
+    // ------------------------------------------------------------------- reports
+
+    /// One `kept` entry of a slim report.
+    #[derive(Clone, Debug)]
+    pub struct Kept {
+        pub reason: String,
+        pub chain: Vec<String>,
+    }
+
+    /// `kept` of a report, by path; panics on a malformed entry.
+    pub fn report_kept(report: &Value) -> BTreeMap<String, Kept> {
+        let kept = report["kept"]
+            .as_array()
+            .unwrap_or_else(|| panic!("report has no `kept` array: {report}"));
+        let mut out = BTreeMap::new();
+        for k in kept {
+            let path = k["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("kept entry without a path: {k}"))
+                .to_string();
+            let reason = k["reason"].as_str().unwrap_or("").to_string();
+            let chain = k["chain"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| s.as_str().unwrap_or("<not a string>").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let dup = out.insert(path.clone(), Kept { reason, chain });
+            assert!(dup.is_none(), "report keeps {path} twice");
+        }
+        out
+    }
+
+    /// The reasons that name a FROM path (`DT_NEEDED of /usr/sbin/nginx`).
+    const LINK_REASONS: [&str; 11] = [
+        "argument of ",
+        "target of symlink ",
+        "in the tree of ",
+        "needed by threaded glibc programs such as ",
+        "interpreter of ",
+        "PT_INTERP of ",
+        "DT_NEEDED of ",
+        "dlopen note of ",
+        "symlink on the path to ",
+        "parent directory of ",
+        "NSS module for ",
+    ];
+
+    /// The root reasons docs/CLI.md lists (besides `implicit: ...` and `--include P`).
+    const ROOT_REASONS: [&str; 8] = [
+        "entrypoint",
+        "--base-libs all",
+        "WORKDIR",
+        "VOLUME",
+        "/tmp",
+        "--include-shell",
+        "package database",
+        "added above the base",
+    ];
+
+    /// The FROM path of a linking reason, None for a root reason. Besides the
+    /// documented forms (`DT_NEEDED of FROM`, ...), any reason `WORDS /FROM` (not an
+    /// `--option`) whose FROM is a kept path links to it, so that chains using
+    /// undocumented wording are still walked (`report_undocumented_reasons` flags the
+    /// wording itself).
+    pub fn reason_from<'a>(reason: &'a str, kept: &BTreeMap<String, Kept>) -> Option<&'a str> {
+        if let Some(from) = LINK_REASONS.iter().find_map(|p| reason.strip_prefix(p)) {
+            return Some(from);
+        }
+        if reason.starts_with("--") {
+            return None;
+        }
+        let i = reason.find(" /")?;
+        let from = &reason[i + 1..];
+        kept.contains_key(from).then_some(from)
+    }
+
+    /// Reasons not in docs/CLI.md's list, with an example path each.
+    pub fn report_undocumented_reasons(kept: &BTreeMap<String, Kept>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (path, k) in kept {
+            let documented = ROOT_REASONS.contains(&k.reason.as_str())
+                || k.reason.starts_with("implicit: ")
+                || k.reason.starts_with("--include ")
+                || LINK_REASONS.iter().any(|p| {
+                    k.reason
+                        .strip_prefix(p)
+                        .is_some_and(|from| from.starts_with('/'))
+                });
+            if !documented {
+                // Group by wording: the reason without its trailing path.
+                let form = match k.reason.find(" /") {
+                    Some(i) => format!("{} FROM", &k.reason[..i]),
+                    None => k.reason.clone(),
+                };
+                out.entry(form)
+                    .or_insert_with(|| format!("{path}: {:?}", k.reason));
+            }
+        }
+        out
+    }
+
+    /// Checks every kept entry: a non-empty reason; `chain` = [path, reason, reason of
+    /// FROM, ..., root reason], each FROM itself kept, ending in a root reason. Returns
+    /// the problems found (empty = fine).
+    pub fn report_chain_problems(kept: &BTreeMap<String, Kept>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (path, k) in kept {
+            if k.reason.trim().is_empty() {
+                problems.push(format!("{path}: empty reason"));
+                continue;
+            }
+            if k.chain.len() < 2 {
+                problems.push(format!("{path}: chain too short: {:?}", k.chain));
+                continue;
+            }
+            if k.chain[0] != *path || k.chain[1] != k.reason {
+                problems.push(format!(
+                    "{path}: chain should start [path, reason] = [{path:?}, {:?}]: {:?}",
+                    k.reason, k.chain
+                ));
+                continue;
+            }
+            // Walk the FROM links; each step's next chain element is FROM's reason.
+            let mut ok = true;
+            for i in 1..k.chain.len() {
+                let step = &k.chain[i];
+                match reason_from(step, kept) {
+                    Some(from) => {
+                        let Some(fk) = kept.get(from) else {
+                            problems.push(format!(
+                                "{path}: chain step {step:?} names {from}, which is not kept"
+                            ));
+                            ok = false;
+                            break;
+                        };
+                        match k.chain.get(i + 1) {
+                            Some(next) if *next == fk.reason => {}
+                            Some(next) => {
+                                problems.push(format!(
+                                    "{path}: chain step after {step:?} is {next:?}, but {from} \
+                                     is kept for {:?}",
+                                    fk.reason
+                                ));
+                                ok = false;
+                                break;
+                            }
+                            None => {
+                                problems.push(format!(
+                                    "{path}: chain ends in {step:?}, not in a root reason: {:?}",
+                                    k.chain
+                                ));
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        if i != k.chain.len() - 1 {
+                            problems.push(format!(
+                                "{path}: root reason {step:?} in the middle of the chain {:?}",
+                                k.chain
+                            ));
+                            ok = false;
+                        }
+                        break;
+                    }
+                }
+            }
+            if ok && k.chain.last().is_some_and(|r| r.trim().is_empty()) {
+                problems.push(format!("{path}: empty root reason in {:?}", k.chain));
+            }
+        }
+        problems
+    }
+
+    /// First `n` items, one per line, for messages.
+    pub fn first_lines<T: std::fmt::Display>(
+        items: impl IntoIterator<Item = T>,
+        n: usize,
+    ) -> String {
+        items
+            .into_iter()
+            .take(n)
+            .map(|i| format!("  {i}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Whether `dir` has no entries (an error run must leave nothing behind).
+    pub fn dir_entries(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+}
