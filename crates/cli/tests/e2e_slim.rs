@@ -1189,3 +1189,65 @@ fn broken_elf_entrypoint_is_reported_not_a_panic() {
         "the --include'd file is not in the output"
     );
 }
+
+// -------------------------------------------------------------------- package database
+
+/// `--keep-pkgdb`: dpkg's status lists exactly the installed packages that still own a
+/// file in the output (nginx and the libraries it links stay, apt and perl go), and the
+/// file lists of the kept packages come along for scanners.
+#[test]
+fn keep_pkgdb_lists_only_packages_with_files() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempdir();
+    let out = tmp.path().join("out.tar");
+    let mut extra = nginx_include_args();
+    extra.push("--keep-pkgdb".into());
+    run_whittle(
+        [
+            "slim".to_string(),
+            reference("docker-archive", &fx.nginx.join("nginx.tar"), None),
+            reference("docker-archive", &out, Some("whittle-e2e/slim:pkgdb")),
+        ]
+        .into_iter()
+        .chain(extra),
+    )
+    .ok();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    unpack_single_layer(&out, &root);
+    let status = fs::read_to_string(root.join("var/lib/dpkg/status"))
+        .expect("--keep-pkgdb kept no /var/lib/dpkg/status");
+    let packages: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("Package: "))
+        .collect();
+    for want in ["nginx-light", "libc6", "libssl3", "base-files"] {
+        let alt = if want == "nginx-light" { "nginx" } else { want };
+        assert!(
+            packages.iter().any(|p| *p == want || *p == alt),
+            "{want} still has files in the output but is not in the trimmed status: {packages:?}"
+        );
+    }
+    for gone in ["apt", "perl-base", "bash", "dpkg"] {
+        assert!(
+            !packages.contains(&gone),
+            "{gone} has no files left but is still in the trimmed status"
+        );
+    }
+    // Every listed package keeps its file list; no dropped package keeps one.
+    for p in &packages {
+        let listed = ["", ":amd64"].iter().any(|arch| {
+            root.join(format!("var/lib/dpkg/info/{p}{arch}.list"))
+                .is_file()
+        });
+        assert!(listed, "{p} is in the status but its .list was not kept");
+    }
+    assert!(
+        !root.join("var/lib/dpkg/info/apt.list").exists(),
+        "apt.list kept although apt was dropped"
+    );
+    assert!(
+        root.join("etc/os-release").exists() || root.join("usr/lib/os-release").exists(),
+        "scanners need os-release to name the distribution"
+    );
+}
