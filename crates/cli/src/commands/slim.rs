@@ -131,11 +131,11 @@ pub(super) fn write_slimmed(
 fn print_summary(report: &whittle_slim::Report, view: &whittle_image::flatten::FlatView) {
     use crate::output::human as human_size;
     eprintln!(
-        "slim: {} -> {} ({} -> {} files)",
+        "slim: {} -> {}; {} files kept, {} removed",
         human_size(report.before.bytes),
         human_size(report.after.bytes),
-        report.before.files,
-        report.after.files
+        report.after.files,
+        report.before.files.saturating_sub(report.after.files)
     );
     let mut largest: Vec<(&String, u64)> = view
         .nodes
