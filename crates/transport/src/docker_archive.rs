@@ -19,7 +19,7 @@ use whittle_image::{
 };
 
 use crate::layout;
-use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
+use crate::tarfile::{ArchiveStore, ArchiveWriter, Owner, TarIndex};
 use crate::{Error, Result};
 
 #[derive(Serialize, Deserialize)]
@@ -41,6 +41,11 @@ fn with_default_tag(r: &str) -> String {
 
 /// Reads the image `reference` names (or the only one) from `file`.
 pub fn open(file: &Path, reference: Option<&str>) -> Result<Image> {
+    open_owned(file, reference, None)
+}
+
+/// Like [`open`], keeping `owner` (what holds `file`) alive as long as the image.
+pub fn open_owned(file: &Path, reference: Option<&str>, owner: Option<Owner>) -> Result<Image> {
     let index = TarIndex::open(file)?;
     let location = format!("docker-archive:{}", file.display());
     let manifest_json = index.read_small("manifest.json")?.ok_or_else(|| {
@@ -108,7 +113,7 @@ pub fn open(file: &Path, reference: Option<&str>) -> Result<Image> {
             .into());
         }
     }
-    let mut store = ArchiveStore::new(index);
+    let mut store = ArchiveStore::new(index).with_owner(owner);
 
     // Docker 25+: the OCI manifest for this config is in the archive; keep it (and its digest).
     if let Some(image) = oci_manifest_for(&store, &config)? {
@@ -189,7 +194,8 @@ fn oci_manifest_for(store: &ArchiveStore, config: &RawDoc) -> Result<Option<Imag
                 bytes,
             };
             // The store is rebuilt: the image keeps its own handle on the archive.
-            let store = ArchiveStore::new(TarIndex::open(store.index().path())?);
+            let store =
+                ArchiveStore::new(TarIndex::open(store.index().path())?).with_owner(store.owner());
             return Ok(Some(Image::from_manifest(doc, config, Arc::new(store))?));
         }
     }

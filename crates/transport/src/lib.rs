@@ -7,8 +7,10 @@
 //! layout for output.
 #![deny(missing_docs)]
 
+pub mod daemon;
 pub mod dir;
 pub mod docker_archive;
+pub mod engine;
 mod error;
 pub mod layout;
 pub mod oci;
@@ -55,6 +57,7 @@ pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::open(file, reference.as_deref())
         }
+        ImageRef::DockerDaemon { name } => daemon::open(name, &opts.scratch_parent),
         ImageRef::Dir { root } => {
             let scratch = Arc::new(Scratch::new_in(&opts.scratch_parent)?);
             dir::open(
@@ -79,6 +82,9 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::write(file, reference.as_deref(), image, mtime, &opts.limits)
         }
+        ImageRef::DockerDaemon { name } => {
+            daemon::write(name, image, &std::env::temp_dir(), mtime, &opts.limits)
+        }
         ImageRef::Dir { .. } => Err(Error::Direction {
             transport: "dir",
             direction: "destination",
@@ -90,6 +96,8 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
 /// so that finished files are renamed rather than copied.
 pub fn output_parent(r: &ImageRef) -> PathBuf {
     let path = match r {
+        // The archive to load is made in the temporary directory.
+        ImageRef::DockerDaemon { .. } => return std::env::temp_dir(),
         ImageRef::Oci { dir, .. } => dir,
         ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
         ImageRef::Dir { root } => root,

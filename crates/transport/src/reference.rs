@@ -10,6 +10,7 @@ pub const ACCEPTED: &str = "accepted forms:
   oci:DIR[:TAG]               an OCI image layout directory
   oci-archive:FILE[:TAG]      a tar of an OCI image layout
   docker-archive:FILE[:REF]   a `docker save` tar (legacy or Docker 25+ layout)
+  docker-daemon:NAME[:TAG]    an image in the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)
   dir:ROOTFS                  a directory, as a one-layer image (source only)";
 
 /// Where an image is.
@@ -35,6 +36,11 @@ pub enum ImageRef {
         file: PathBuf,
         /// A `RepoTags` entry such as `nginx:latest`.
         reference: Option<String>,
+    },
+    /// An image in the local Docker Engine.
+    DockerDaemon {
+        /// `NAME[:TAG]` or `NAME@DIGEST`.
+        name: String,
     },
     /// A directory as a one-layer image.
     Dir {
@@ -108,6 +114,20 @@ impl std::str::FromStr for ImageRef {
                 }
                 Ok(ImageRef::DockerArchive { file, reference })
             }
+            "docker-daemon" => {
+                let bad = rest.is_empty()
+                    || rest.starts_with([':', '/', '@'])
+                    || rest.ends_with([':', '/', '@'])
+                    || rest.contains(char::is_whitespace)
+                    || rest.contains("//");
+                if bad {
+                    return Err(Error::BadReference {
+                        input: input.into(),
+                        reason: format!("{rest:?} is not a valid image name"),
+                    });
+                }
+                Ok(ImageRef::DockerDaemon { name: rest.into() })
+            }
             "dir" => {
                 if rest.is_empty() {
                     return Err(Error::BadReference {
@@ -139,6 +159,7 @@ impl fmt::Display for ImageRef {
             ImageRef::DockerArchive { file, reference } => {
                 with(f, "docker-archive", file, reference)
             }
+            ImageRef::DockerDaemon { name } => write!(f, "docker-daemon:{name}"),
             ImageRef::Dir { root } => write!(f, "dir:{}", root.display()),
         }
     }
@@ -173,6 +194,14 @@ mod tests {
             }
         );
         assert_eq!(
+            "docker-daemon:localhost:5000/app:1"
+                .parse::<ImageRef>()
+                .unwrap(),
+            ImageRef::DockerDaemon {
+                name: "localhost:5000/app:1".into()
+            }
+        );
+        assert_eq!(
             "oci-archive:x.tar".parse::<ImageRef>().unwrap().to_string(),
             "oci-archive:x.tar"
         );
@@ -188,6 +217,8 @@ mod tests {
             "oci:d:a/b",
             "foo:bar",
             "dir:",
+            "docker-daemon:",
+            "docker-daemon:a b",
         ] {
             let e = bad.parse::<ImageRef>().unwrap_err().to_string();
             assert!(

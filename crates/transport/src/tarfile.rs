@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use whittle_image::blob::{FileRegion, OwnedRegionReader};
 use whittle_image::entries::normalize;
@@ -143,7 +144,12 @@ fn normalize_dots(path: &str) -> std::result::Result<String, ()> {
 pub struct ArchiveStore {
     index: TarIndex,
     by_digest: HashMap<Digest, String>,
+    owner: Option<Owner>,
 }
+
+/// Something that must outlive the store: the temporary directory holding an
+/// archive whittle downloaded (from the Docker Engine, say).
+pub type Owner = Arc<dyn std::any::Any + Send + Sync>;
 
 impl ArchiveStore {
     /// A store over `index`; blobs are found as `blobs/sha256/HEX` unless mapped with [`ArchiveStore::map`].
@@ -151,7 +157,19 @@ impl ArchiveStore {
         ArchiveStore {
             index,
             by_digest: HashMap::new(),
+            owner: None,
         }
+    }
+
+    /// Keeps `owner` alive as long as the store.
+    pub fn with_owner(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// What the store keeps alive.
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner.clone()
     }
 
     /// Declares that blob `digest` is the member `name` (legacy docker-archive layers).
