@@ -14,9 +14,31 @@ pub struct Global {
     /// Print nothing but errors (and the digest on stdout).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Registry credentials for docker:// references (else ~/.docker/config.json).
+    #[arg(long, global = true, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// The Docker client config file to take registry credentials from.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub authfile: Option<std::path::PathBuf>,
+    /// Verify registries' TLS certificates (false: also allow plain HTTP).
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
 }
 
 impl Global {
+    /// Registry options from the flags.
+    pub fn registry(&self) -> Result<whittle_transport::registry::RegistryOptions> {
+        Ok(whittle_transport::registry::RegistryOptions {
+            creds: self
+                .creds
+                .as_deref()
+                .map(whittle_transport::registry::auth::Credentials::parse)
+                .transpose()?,
+            authfile: self.authfile.clone(),
+            insecure: !self.tls_verify,
+        })
+    }
+
     /// Read limits from the flags.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod oci;
 pub mod oci_archive;
 pub mod reference;
+pub mod registry;
 pub mod tarfile;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub struct OpenOptions {
     pub dir_config: ConfigOverrides,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<u64>,
+    /// Credentials and TLS for `docker://` sources.
+    pub registry: registry::RegistryOptions,
 }
 
 /// How to write sinks.
@@ -47,6 +50,8 @@ pub struct WriteOptions {
     pub source_date_epoch: Option<u64>,
     /// Read limits, for sinks that must decompress layers.
     pub limits: Limits,
+    /// Credentials and TLS for `docker://` sinks.
+    pub registry: registry::RegistryOptions,
 }
 
 /// Opens the image `r` names.
@@ -57,6 +62,7 @@ pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::open(file, reference.as_deref())
         }
+        ImageRef::Docker(r) => registry::open(r, &opts.registry),
         ImageRef::DockerDaemon { name } => daemon::open(name, &opts.scratch_parent),
         ImageRef::Dir { root } => {
             let scratch = Arc::new(Scratch::new_in(&opts.scratch_parent)?);
@@ -82,6 +88,7 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::write(file, reference.as_deref(), image, mtime, &opts.limits)
         }
+        ImageRef::Docker(reg) => registry::write(reg, image, &opts.registry, &opts.limits),
         ImageRef::DockerDaemon { name } => {
             daemon::write(name, image, &std::env::temp_dir(), mtime, &opts.limits)
         }
@@ -97,7 +104,7 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
 pub fn output_parent(r: &ImageRef) -> PathBuf {
     let path = match r {
         // The archive to load is made in the temporary directory.
-        ImageRef::DockerDaemon { .. } => return std::env::temp_dir(),
+        ImageRef::DockerDaemon { .. } | ImageRef::Docker(_) => return std::env::temp_dir(),
         ImageRef::Oci { dir, .. } => dir,
         ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
         ImageRef::Dir { root } => root,

@@ -10,6 +10,7 @@ pub const ACCEPTED: &str = "accepted forms:
   oci:DIR[:TAG]               an OCI image layout directory
   oci-archive:FILE[:TAG]      a tar of an OCI image layout
   docker-archive:FILE[:REF]   a `docker save` tar (legacy or Docker 25+ layout)
+  docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   an image in a registry (OCI distribution API)
   docker-daemon:NAME[:TAG]    an image in the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)
   dir:ROOTFS                  a directory, as a one-layer image (source only)";
 
@@ -37,6 +38,8 @@ pub enum ImageRef {
         /// A `RepoTags` entry such as `nginx:latest`.
         reference: Option<String>,
     },
+    /// An image in a registry.
+    Docker(crate::registry::RegistryRef),
     /// An image in the local Docker Engine.
     DockerDaemon {
         /// `NAME[:TAG]` or `NAME@DIGEST`.
@@ -114,6 +117,20 @@ impl std::str::FromStr for ImageRef {
                 }
                 Ok(ImageRef::DockerArchive { file, reference })
             }
+            "docker" => {
+                let Some(rest) = rest.strip_prefix("//") else {
+                    return Err(Error::BadReference {
+                        input: input.into(),
+                        reason: "a registry reference starts with docker://".into(),
+                    });
+                };
+                crate::registry::RegistryRef::parse(rest)
+                    .map(ImageRef::Docker)
+                    .map_err(|reason| Error::BadReference {
+                        input: input.into(),
+                        reason,
+                    })
+            }
             "docker-daemon" => {
                 let bad = rest.is_empty()
                     || rest.starts_with([':', '/', '@'])
@@ -159,6 +176,7 @@ impl fmt::Display for ImageRef {
             ImageRef::DockerArchive { file, reference } => {
                 with(f, "docker-archive", file, reference)
             }
+            ImageRef::Docker(r) => write!(f, "{r}"),
             ImageRef::DockerDaemon { name } => write!(f, "docker-daemon:{name}"),
             ImageRef::Dir { root } => write!(f, "dir:{}", root.display()),
         }
@@ -211,7 +229,8 @@ mod tests {
     fn refuses_bad_references_and_lists_the_forms() {
         for bad in [
             "nginx",
-            "docker://x",
+            "docker:x",
+            "docker://",
             "oci:",
             "oci:dir:",
             "oci:d:a/b",

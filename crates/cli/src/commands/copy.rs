@@ -27,7 +27,12 @@ pub struct CopyArgs {
 /// Runs `copy`.
 pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
-    let image = open_source(&src, &a.config, a.compression.unwrap_or(Compression::Gzip))?;
+    let image = open_source(
+        &src,
+        &a.config,
+        a.compression.unwrap_or(Compression::Gzip),
+        global,
+    )?;
     let out = match a.compression {
         Some(c) => {
             let opts = mutate_options(global, &a.config, c)?;

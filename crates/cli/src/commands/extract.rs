@@ -48,9 +48,10 @@ pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
         &base_ref,
         &ConfigFlags::default(),
         whittle_image::Compression::Gzip,
+        global,
     )
     .with_context(|| format!("cannot read the base {base_ref}"))?;
-    let image = open_source(&src, &a.config, whittle_image::Compression::Gzip)?;
+    let image = open_source(&src, &a.config, whittle_image::Compression::Gzip, global)?;
     let base_ids: Vec<_> = base.layers.iter().map(|l| &l.diff_id).collect();
     let src_ids: Vec<_> = image.layers.iter().map(|l| &l.diff_id).collect();
     if base_ids.len() > src_ids.len() || src_ids[..base_ids.len()] != base_ids[..] {

@@ -24,7 +24,7 @@ pub struct InspectArgs {
 pub fn run(a: InspectArgs, global: &Global) -> Result<()> {
     let r = parse_ref(&a.image)?;
     crate::interrupt::install(&[]);
-    let image = open_source(&r, &ConfigFlags::default(), Compression::None)?;
+    let image = open_source(&r, &ConfigFlags::default(), Compression::None, global)?;
     let report =
         inspect(&image, &global.limits()).with_context(|| format!("cannot inspect {r}"))?;
     if a.json {

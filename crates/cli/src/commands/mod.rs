@@ -64,8 +64,10 @@ pub fn open_source(
     src: &ImageRef,
     config: &ConfigFlags,
     dir_compression: Compression,
+    global: &Global,
 ) -> Result<Image> {
     let opts = OpenOptions {
+        registry: global.registry()?,
         scratch_parent: std::env::temp_dir(),
         dir_compression,
         dir_config: config.overrides()?,
@@ -91,6 +93,7 @@ pub fn mutate_options(
 /// Writes the result and reports it.
 pub fn write_output(dst: &ImageRef, image: &Image, global: &Global) -> Result<()> {
     let opts = whittle_transport::WriteOptions {
+        registry: global.registry()?,
         source_date_epoch: args::source_date_epoch()?,
         limits: global.limits(),
     };

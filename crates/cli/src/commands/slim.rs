@@ -66,7 +66,7 @@ pub struct SlimArgs {
 /// Runs `slim`.
 pub fn run(a: SlimArgs, global: &Global) -> Result<()> {
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
-    let image = open_source(&src, &a.config, a.keep.compression)?;
+    let image = open_source(&src, &a.config, a.keep.compression, global)?;
     write_slimmed(
         &src,
         &dst,

@@ -26,7 +26,7 @@ pub struct SquashArgs {
 /// Runs `squash`.
 pub fn run(a: SquashArgs, global: &Global) -> Result<()> {
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
-    let image = open_source(&src, &a.config, a.compression)?;
+    let image = open_source(&src, &a.config, a.compression, global)?;
     let opts = mutate_options(global, &a.config, a.compression)?;
     let squashed = whittle_image::mutate::squash(&image, &scratch_for(&dst)?, &opts)
         .with_context(|| format!("cannot squash {src}"))?;

@@ -19,12 +19,13 @@ pub struct WhyArgs {
 }
 
 /// Runs `why`.
-pub fn run(a: WhyArgs, _global: &Global) -> Result<()> {
+pub fn run(a: WhyArgs, global: &Global) -> Result<()> {
     let r = parse_ref(&a.image)?;
     let image = open_source(
         &r,
         &ConfigFlags::default(),
         whittle_image::Compression::Gzip,
+        global,
     )?;
     let config: serde_json::Value = serde_json::from_slice(&image.config.bytes)
         .with_context(|| format!("the config of {r} is not JSON"))?;

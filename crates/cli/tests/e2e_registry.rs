@@ -1,0 +1,351 @@
+//! End-to-end tests of `docker://` against Debian's docker-registry (the CNCF
+//! distribution registry), each test starting its own on a free 127.0.0.1 port, with
+//! htpasswd Basic auth where auth is tested. Requests are counted in the registry's
+//! own access log. Uses the Debian nginx fixture ($WHITTLE_FIXTURES, see e2e_docker.rs).
+
+#[allow(dead_code)]
+mod common;
+
+use std::fs;
+
+use base64::Engine as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker_e2e::{
+    docker, find_tool, fixture, oci_image, read_blob, require_tools, serve_and_fetch, whittle,
+    DockerCleanup,
+};
+
+const PAGE: &str = "whittle test page";
+const USER: &str = "alice";
+const SECRET: &str = "pa55-w0rd-xyzzy";
+
+/// A registry process on 127.0.0.1, stopped on drop.
+struct Registry {
+    child: Child,
+    host: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts one; with `auth`, it wants USER:SECRET (htpasswd, bcrypt).
+    fn start(auth: bool) -> Option<Registry> {
+        let tools: &[&str] = if auth {
+            &["docker-registry", "htpasswd"]
+        } else {
+            &["docker-registry"]
+        };
+        if !require_tools(tools) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("whittle-e2e-registry-")
+            .tempdir()
+            .expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if auth {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new(find_tool("htpasswd").expect("htpasswd"))
+                .args(["-Bbn", USER, SECRET])
+                .output()
+                .expect("run htpasswd");
+            assert!(out.status.success(), "htpasswd failed");
+            fs::write(&htpasswd, out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: whittle-e2e\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("registry.log");
+        let child = Command::new(find_tool("docker-registry").expect("docker-registry"))
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let host = format!("127.0.0.1:{port}");
+        let reg = Registry {
+            child,
+            host: host.clone(),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {host}: {}",
+                fs::read_to_string(&reg.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(reg)
+    }
+
+    /// Access-log lines so far whose method and URI contain `method` and `uri_part`.
+    fn requests(&self, method: &str, uri_part: &str) -> Vec<String> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("response completed"))
+            .filter(|l| l.contains(&format!("http.request.method={method} ")))
+            .filter(|l| {
+                l.split("http.request.uri=\"")
+                    .nth(1)
+                    .is_some_and(|u| u.split('"').next().unwrap_or("").contains(uri_part))
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("docker://{}/{repo_tag}", self.host)
+    }
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = whittle();
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    // No credentials from the machine's own config.
+    if !envs.iter().any(|(k, _)| *k == "DOCKER_CONFIG") {
+        cmd.env("DOCKER_CONFIG", "/nonexistent-whittle-e2e");
+    }
+    cmd.output().expect("run whittle")
+}
+
+fn ok(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = run(args, envs);
+    assert!(
+        out.status.success(),
+        "whittle {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn oci_src(fx: &Path) -> String {
+    format!("oci:{}:latest", fx.join("nginx-oci").display())
+}
+
+/// Push, pull back digest for digest, push again with zero uploads, and copy to another
+/// repository of the same registry by mounting instead of uploading.
+#[test]
+fn push_pull_round_trip_skips_and_mounts() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let src = oci_image(&fx.join("nginx-oci"), "latest");
+    let dst = reg.reference("whittle/nginx:v1");
+    let pushed = ok(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(pushed, src.manifest_digest, "push keeps the manifest bytes");
+    let first_uploads = reg.requests("PUT", "/blobs/uploads/").len();
+    assert_eq!(first_uploads, 3, "config and two layers uploaded once each");
+
+    // Pull into a fresh layout: every blob byte-identical to the source's.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("pulled");
+    let pulled = ok(
+        &["copy", &dst, &format!("oci:{}:back", layout.display())],
+        &[],
+    );
+    assert_eq!(pulled, src.manifest_digest);
+    let back = oci_image(&layout, "back");
+    assert_eq!(back.config_bytes, src.config_bytes);
+    for layer in src.layers() {
+        let d = layer["digest"].as_str().unwrap();
+        assert!(
+            read_blob(&layout, d) == read_blob(&fx.join("nginx-oci"), d),
+            "layer {d} differs after the round trip"
+        );
+    }
+
+    // The same push again uploads nothing.
+    ok(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(
+        reg.requests("PUT", "/blobs/uploads/").len(),
+        first_uploads,
+        "the second push uploaded blobs the registry already had"
+    );
+    assert!(reg.requests("HEAD", "/v2/whittle/nginx/blobs/").len() >= 6);
+
+    // Another repository of the same registry: layers are mounted, not uploaded.
+    let other = reg.reference("other/nginx:v2");
+    ok(&["copy", &dst, &other], &[]);
+    let mounts = reg.requests("POST", "/v2/other/nginx/blobs/uploads/?mount=");
+    assert_eq!(
+        mounts.len(),
+        2,
+        "both layers should be mounted from whittle/nginx"
+    );
+    let layer_puts: Vec<String> = reg
+        .requests("PUT", "/v2/other/nginx/blobs/uploads/")
+        .into_iter()
+        .filter(|l| {
+            src.layers()
+                .iter()
+                .any(|d| l.contains(&d["digest"].as_str().unwrap().replace(':', "%3A")))
+        })
+        .collect();
+    assert!(
+        layer_puts.is_empty(),
+        "layers uploaded despite the mount: {layer_puts:?}"
+    );
+}
+
+/// docker:// -> docker-daemon: -> docker run: the pulled image serves the page.
+#[test]
+fn pulled_image_runs_in_docker() {
+    let Some(fx) = fixture() else { return };
+    if !require_tools(&["docker"]) {
+        return;
+    }
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    const TAG: &str = "whittle-e2e/registry:pulled";
+    let mut cleanup = DockerCleanup::default();
+    docker(["rmi", TAG]);
+    cleanup.images.push(TAG.into());
+    let dst = reg.reference("run/nginx:v1");
+    ok(&["copy", &oci_src(fx), &dst], &[]);
+    ok(&["copy", &dst, &format!("docker-daemon:{TAG}")], &[]);
+    assert_eq!(
+        serve_and_fetch(TAG, &mut cleanup).as_deref().map(str::trim),
+        Some(PAGE)
+    );
+}
+
+/// Basic auth: no credentials and wrong ones are 401s in words with exit 1 and no
+/// secret printed; --creds, config.json `auths` and a `credHelpers` helper all work.
+#[test]
+fn basic_auth_from_flags_config_and_helpers() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(true) else {
+        return;
+    };
+    let dst = reg.reference("secure/nginx:v1");
+    let src = oci_src(fx);
+
+    let out = run(&["copy", &src, &dst], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+
+    let wrong = format!("{USER}:not-{SECRET}");
+    let out = run(&["copy", "--creds", &wrong, &src, &dst], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("401") && all.contains("unauthorized"), "{all}");
+    assert!(!all.contains(SECRET), "a secret was printed: {all}");
+
+    let creds = format!("{USER}:{SECRET}");
+    let digest = ok(&["copy", "--creds", &creds, &src, &dst], &[]);
+    assert!(digest.starts_with("sha256:"));
+
+    // config.json with a base64 `auth` entry.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg_dir = tmp.path().join("docker");
+    fs::create_dir(&cfg_dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(creds.as_bytes());
+    fs::write(
+        cfg_dir.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host),
+    )
+    .unwrap();
+    let cfg = cfg_dir.to_str().unwrap();
+    let got = ok(&["inspect", "--json", &dst], &[("DOCKER_CONFIG", cfg)]);
+    assert!(
+        got.contains(&digest),
+        "inspect through config.json auth: {got}"
+    );
+
+    // A credential helper: docker-credential-NAME get, found on PATH.
+    let bin = tmp.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-whittletest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{}\" ] || exit 3\necho '{{\"Username\":\"{USER}\",\"Secret\":\"{SECRET}\"}}'\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_cfg = tmp.path().join("helper");
+    fs::create_dir(&helper_cfg).unwrap();
+    fs::write(
+        helper_cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"whittletest"}}}}"#, reg.host),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(
+        &["inspect", &dst],
+        &[
+            ("DOCKER_CONFIG", helper_cfg.to_str().unwrap()),
+            ("PATH", &path),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "inspect through a credential helper: {text}"
+    );
+    assert!(!text.contains(SECRET), "a secret was printed: {text}");
+}
+
+/// Bad references and missing repositories are errors in words.
+#[test]
+fn registry_errors_are_clear() {
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let out = run(&["inspect", &reg.reference("nothing/here:v1")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("404") && err.contains("not found"), "{err}");
+    for bad in ["docker://127.0.0.1:5000/UPPER/case", "docker:127.0.0.1/x"] {
+        let out = run(&["inspect", bad], &[]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("accepted forms"), "{bad}: {err}");
+    }
+}
