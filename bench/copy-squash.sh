@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: whittle copy / squash against skopeo copy and umoci unpack.
 #
-# Usage: bench/copy-squash.sh [--strict] [--rebuild-image] [--verify] [-h|--help]
+# Usage: bench/copy-squash.sh [--strict] [--rebuild-image] [--image-only] [--verify] [-h|--help]
 #
 #   --strict          exit non-zero when the targets are missed (or whittle errors)
 #   --rebuild-image   regenerate the cached test image even if it exists
+#   --image-only      build (or reuse) the test image, print its OCI layout path, stop
 #   --verify          after timing, check whittle's outputs with independent readers
 #                     (skopeo inspect; umoci unpack of the squashed image, diffed
 #                     against umoci's unpack of the source image)
@@ -22,12 +23,14 @@ set -euo pipefail
 # arguments, environment
 # ---------------------------------------------------------------------------
 STRICT=0
+IMAGE_ONLY=0
 REBUILD=0
 VERIFY=0
 for arg in "$@"; do
     case "$arg" in
         --strict) STRICT=1 ;;
         --rebuild-image) REBUILD=1 ;;
+        --image-only) IMAGE_ONLY=1 ;;
         --verify) VERIFY=1 ;;
         -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "copy-squash.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
@@ -360,6 +363,7 @@ main() {
     ensure_tools
     mkdir -p "$BENCH_DIR"
     build_image
+    if ((IMAGE_ONLY)); then echo "$IMG"; return 0; fi
     build_whittle
     rm -rf "$WORK"; mkdir -p "$WORK"
 
