@@ -349,3 +349,231 @@ fn registry_errors_are_clear() {
         assert!(err.contains("accepted forms"), "{bad}: {err}");
     }
 }
+
+// ------------------------------------------------------------- fault-injecting proxy
+
+mod faulty {
+    //! An HTTP proxy between whittle and a registry that misbehaves on purpose: it
+    //! answers some requests with 500 or 429 itself, and cuts blob downloads off in
+    //! the middle. One request per connection (it asks both sides to close).
+
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Stats {
+        pub requests: AtomicUsize,
+        pub errors_sent: AtomicUsize,
+        pub cut_downloads: AtomicUsize,
+        pub range_requests: AtomicUsize,
+    }
+
+    pub struct Proxy {
+        pub addr: String,
+        pub stats: Arc<Stats>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(&self.addr);
+        }
+    }
+
+    /// `always_fail`: every request gets a 500 (faults that persist).
+    pub fn start(upstream: String, always_fail: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().unwrap().to_string();
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        // Each (method, path) is failed once, then let through.
+        let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let (st, sp) = (stats.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (up, st, seen) = (upstream.clone(), st.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &up, &st, &seen, always_fail);
+                });
+            }
+        });
+        Proxy { addr, stats, stop }
+    }
+
+    fn read_head(r: &mut impl BufRead) -> std::io::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                return Ok(lines);
+            }
+            lines.push(line);
+        }
+    }
+
+    fn content_length(head: &[String]) -> u64 {
+        head.iter()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0)
+    }
+
+    fn rewrite(head: &[String]) -> String {
+        let mut out = String::new();
+        for l in head {
+            if l.to_ascii_lowercase().starts_with("connection:") {
+                continue;
+            }
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        out
+    }
+
+    fn serve(
+        client: TcpStream,
+        upstream: &str,
+        st: &Stats,
+        seen: &Mutex<std::collections::HashSet<String>>,
+        always_fail: bool,
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(client.try_clone()?);
+        let mut client = client;
+        let head = read_head(&mut reader)?;
+        st.requests.fetch_add(1, Ordering::SeqCst);
+        let request_line = head.first().cloned().unwrap_or_default();
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path_only = path.split('?').next().unwrap_or("").to_string();
+        let has_range = head
+            .iter()
+            .any(|l| l.to_ascii_lowercase().starts_with("range:"));
+        if has_range {
+            st.range_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        let body_len = content_length(&head);
+        let first_time = seen.lock().unwrap().insert(format!("{method} {path_only}"));
+        let is_blob_get = method == "GET" && path_only.contains("/blobs/");
+        if always_fail || (first_time && !is_blob_get && path_only != "/v2/") {
+            // Drain the body, then refuse: every other first request gets a 500, the rest 429.
+            std::io::copy(&mut (&mut reader).take(body_len), &mut std::io::sink())?;
+            st.errors_sent.fetch_add(1, Ordering::SeqCst);
+            let n = st.errors_sent.load(Ordering::SeqCst);
+            let status = if always_fail || n % 2 == 1 {
+                "500 Internal Server Error"
+            } else {
+                "429 Too Many Requests\r\nRetry-After: 0"
+            };
+            write!(
+                client,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+        let mut up = TcpStream::connect(upstream)?;
+        up.write_all(rewrite(&head).as_bytes())?;
+        std::io::copy(&mut (&mut reader).take(body_len), &mut up)?;
+        let mut up_reader = BufReader::new(up);
+        let resp_head = read_head(&mut up_reader)?;
+        client.write_all(rewrite(&resp_head).as_bytes())?;
+        let len = content_length(&resp_head);
+        let ok = resp_head.first().is_some_and(|l| l.contains(" 200 "));
+        if is_blob_get && first_time && ok && !has_range && len > 64 * 1024 {
+            // Cut the download off halfway, as a dropped connection would.
+            std::io::copy(&mut (&mut up_reader).take(len / 2), &mut client)?;
+            st.cut_downloads.fetch_add(1, Ordering::SeqCst);
+            client.flush()?;
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        std::io::copy(&mut up_reader, &mut client)?;
+        Ok(())
+    }
+}
+
+/// Through a proxy that answers 500 and 429 once per request and cuts every blob
+/// download off halfway, a push and a pull still complete, digest for digest, and
+/// the pull resumed the cut downloads with Range requests.
+#[test]
+fn transient_faults_are_retried_and_downloads_resumed() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let proxy = faulty::start(reg.host.clone(), false);
+    let src = oci_image(&fx.join("nginx-oci"), "latest");
+    let dst = format!("docker://{}/faults/nginx:v1", proxy.addr);
+    let pushed = ok(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(pushed, src.manifest_digest);
+    assert!(
+        proxy
+            .stats
+            .errors_sent
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 4,
+        "the proxy injected too few errors to test anything"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("pulled");
+    let pulled = ok(&["copy", &dst, &format!("oci:{}:x", layout.display())], &[]);
+    assert_eq!(pulled, src.manifest_digest);
+    let back = oci_image(&layout, "x");
+    assert_eq!(back.diff_ids(), src.diff_ids());
+    let cut = proxy
+        .stats
+        .cut_downloads
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let ranges = proxy
+        .stats
+        .range_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        cut >= 1,
+        "no download was cut off (the fixture's layers are big enough)"
+    );
+    assert!(
+        ranges >= cut,
+        "{cut} downloads were cut but only {ranges} resumed with Range"
+    );
+}
+
+/// When the faults do not stop, the copy fails with a clear error, exit 1, and the
+/// registry has no manifest under the tag.
+#[test]
+fn persistent_faults_fail_clearly_without_a_partial_tag() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let proxy = faulty::start(reg.host.clone(), true);
+    let dst = format!("docker://{}/broken/nginx:v1", proxy.addr);
+    let started = Instant::now();
+    let out = run(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("500"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "gave up too slowly"
+    );
+    // Straight to the registry: the tag was never written.
+    let probe = run(&["inspect", &reg.reference("broken/nginx:v1")], &[]);
+    assert_eq!(probe.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&probe.stderr).contains("404"));
+}

@@ -125,9 +125,17 @@ impl Client {
                         .map_err(|e| Error::invalid(&url, format!("bad request: {e}")))?;
                     self.agent.run(req)
                 }
-                None => {
+                // GET and HEAD carry nothing; a bodiless POST says so with a zero
+                // length rather than an empty chunked body, which proxies mishandle.
+                None if method == "GET" || method == "HEAD" => {
                     let req = req
                         .body(())
+                        .map_err(|e| Error::invalid(&url, format!("bad request: {e}")))?;
+                    self.agent.run(req)
+                }
+                None => {
+                    let req = req
+                        .body(&[][..])
                         .map_err(|e| Error::invalid(&url, format!("bad request: {e}")))?;
                     self.agent.run(req)
                 }
