@@ -7,7 +7,7 @@ set -euo pipefail
 
 need=()
 for pair in docker:docker.io dockerd:docker.io skopeo:skopeo umoci:umoci debootstrap:debootstrap \
-            busybox:busybox-static musl-gcc:musl-tools g++:g++ curl:curl docker-registry:docker-registry htpasswd:apache2-utils flock:util-linux /usr/bin/time:time; do
+            busybox:busybox-static musl-gcc:musl-tools g++:g++ curl:curl docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl flock:util-linux /usr/bin/time:time; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

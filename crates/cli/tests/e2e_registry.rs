@@ -39,8 +39,24 @@ impl Drop for Registry {
 }
 
 impl Registry {
+    /// Starts one that trusts tokens from `issuer` (the `auth: token` mode).
+    fn start_token(issuer: &token::Issuer) -> Option<Registry> {
+        Registry::start_with(
+            false,
+            &format!(
+                "auth:\n  token:\n    realm: {}\n    service: whittle-e2e-registry\n    issuer: whittle-test-issuer\n    rootcertbundle: {}\n",
+                issuer.realm,
+                issuer.cert.display()
+            ),
+        )
+    }
+
     /// Starts one; with `auth`, it wants USER:SECRET (htpasswd, bcrypt).
     fn start(auth: bool) -> Option<Registry> {
+        Registry::start_with(auth, "")
+    }
+
+    fn start_with(auth: bool, extra_config: &str) -> Option<Registry> {
         let tools: &[&str] = if auth {
             &["docker-registry", "htpasswd"]
         } else {
@@ -74,6 +90,7 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        config.push_str(extra_config);
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).unwrap();
         let log = dir.path().join("registry.log");
@@ -576,4 +593,257 @@ fn persistent_faults_fail_clearly_without_a_partial_tag() {
     let probe = run(&["inspect", &reg.reference("broken/nginx:v1")], &[]);
     assert_eq!(probe.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&probe.stderr).contains("404"));
+}
+
+// ---------------------------------------------------------------- token auth
+
+mod token {
+    //! A token issuer for the registry's `auth: token` mode, written for the tests:
+    //! it checks Basic credentials and hands out RS256 JWTs (signed by `openssl`
+    //! with a test key whose self-signed certificate the registry trusts) granting
+    //! the scopes asked for.
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+
+    pub struct Issuer {
+        pub realm: String,
+        pub cert: PathBuf,
+        pub tokens_issued: Arc<AtomicUsize>,
+    }
+
+    fn b64url(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Makes a key and certificate in `dir` and serves tokens for USER:SECRET.
+    pub fn start(dir: &Path, user: &str, secret: &str) -> Issuer {
+        let key = dir.join("issuer.key");
+        let cert = dir.join("issuer.crt");
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=whittle-test-issuer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(
+            ok.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl x509");
+        let x5c = base64::engine::general_purpose::STANDARD.encode(&der.stdout);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+        );
+        let issued = Arc::new(AtomicUsize::new(0));
+        let counter = issued.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &expected, &key, &x5c, &counter);
+            }
+        });
+        Issuer {
+            realm,
+            cert,
+            tokens_issued: issued,
+        }
+    }
+
+    fn answer(
+        conn: TcpStream,
+        expected: &str,
+        key: &Path,
+        x5c: &str,
+        counter: &AtomicUsize,
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut conn = conn;
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        let mut authorized = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("authorization") && v.trim() == expected {
+                    authorized = true;
+                }
+            }
+        }
+        if !authorized {
+            return write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+        let target = request_line.split_whitespace().nth(1).unwrap_or("");
+        let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut service = String::new();
+        let mut access = Vec::new();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            match k {
+                "service" => service = v,
+                "scope" => {
+                    // repository:NAME:ACTIONS
+                    let mut parts = v.splitn(3, ':');
+                    let (t, name, actions) = (
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                    );
+                    let actions: Vec<String> =
+                        actions.split(',').map(|a| format!("\"{a}\"")).collect();
+                    access.push(format!(
+                        r#"{{"type":"{t}","name":"{name}","actions":[{}]}}"#,
+                        actions.join(",")
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let header = format!(r#"{{"alg":"RS256","typ":"JWT","x5c":["{x5c}"]}}"#);
+        let claims = format!(
+            r#"{{"iss":"whittle-test-issuer","sub":"alice","aud":"{service}","exp":{},"nbf":{},"iat":{now},"jti":"t{n}","access":[{}]}}"#,
+            now + 300,
+            now - 10,
+            access.join(",")
+        );
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(claims.as_bytes())
+        );
+        let mut sign = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        sign.stdin
+            .take()
+            .unwrap()
+            .write_all(signing_input.as_bytes())?;
+        let sig = sign.wait_with_output()?.stdout;
+        let token = format!("{signing_input}.{}", b64url(&sig));
+        let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Bearer tokens: the registry answers 401 with a realm; whittle fetches a token there
+/// with the user's Basic credentials, per scope, and pushes, mounts and pulls with it;
+/// wrong credentials are refused by the token service, in words.
+#[test]
+fn bearer_token_auth_round_trip() {
+    let Some(fx) = fixture() else { return };
+    if !require_tools(&["docker-registry", "openssl"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = token::start(tmp.path(), USER, SECRET);
+    let Some(reg) = Registry::start_token(&issuer) else {
+        return;
+    };
+    let src = oci_image(&fx.join("nginx-oci"), "latest");
+    let creds = format!("{USER}:{SECRET}");
+    let dst = reg.reference("tok/nginx:v1");
+
+    let out = run(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "push without credentials succeeded"
+    );
+    let wrong = format!("{USER}:nope");
+    let out = run(&["copy", "--creds", &wrong, &oci_src(fx), &dst], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("token service"),
+        "{err}"
+    );
+
+    let pushed = ok(&["copy", "--creds", &creds, &oci_src(fx), &dst], &[]);
+    assert_eq!(pushed, src.manifest_digest);
+    let issued = issuer
+        .tokens_issued
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(issued >= 1, "no token was fetched");
+    // Mount into another repository (a token for two scopes), then pull.
+    let other = reg.reference("tok2/nginx:v1");
+    ok(&["copy", "--creds", &creds, &dst, &other], &[]);
+    assert_eq!(
+        reg.requests("POST", "/v2/tok2/nginx/blobs/uploads/?mount=")
+            .len(),
+        2
+    );
+    let layout = tmp.path().join("pulled");
+    let pulled = ok(
+        &[
+            "copy",
+            "--creds",
+            &creds,
+            &other,
+            &format!("oci:{}:x", layout.display()),
+        ],
+        &[],
+    );
+    assert_eq!(pulled, src.manifest_digest);
 }
