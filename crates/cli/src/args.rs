@@ -20,6 +20,9 @@ pub struct Global {
     /// The Docker client config file to take registry credentials from.
     #[arg(long, global = true, value_name = "FILE")]
     pub authfile: Option<std::path::PathBuf>,
+    /// The platform to take from a multi-platform image (default: this machine's).
+    #[arg(long, global = true, value_name = "OS/ARCH[/VARIANT]", value_parser = whittle_image::Platform::parse)]
+    pub platform: Option<whittle_image::Platform>,
     /// Verify registries' TLS certificates (false: also allow plain HTTP).
     #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,

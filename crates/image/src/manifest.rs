@@ -105,6 +105,45 @@ pub fn to_json<T: Serialize>(doc: &T) -> Vec<u8> {
 }
 
 /// The platform of the machine whittle runs on, in OCI spelling.
+impl Platform {
+    /// Parses `OS/ARCH[/VARIANT]` (`linux/arm64/v8`).
+    pub fn parse(s: &str) -> std::result::Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: parts
+                    .get(2)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.to_string()),
+            }),
+            _ => Err(format!(
+                "{s:?} is not a platform (OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64)"
+            )),
+        }
+    }
+
+    /// True when an index entry for `other` serves this platform (a variant
+    /// is compared only when this one names it).
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The platform whittle runs on, as OCI spells it.
 pub fn host_platform() -> Platform {
     let architecture = match std::env::consts::ARCH {
         "x86_64" => "amd64",

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use whittle_image::blob::read_small;
-use whittle_image::manifest::{host_platform, parse_json, to_json, REF_NAME};
+use whittle_image::manifest::{parse_json, to_json, REF_NAME};
 use whittle_image::{
-    BlobStore, Descriptor, Digest, Image, Index, Layer, Limits, MediaType, RawDoc,
+    BlobStore, Descriptor, Digest, Image, Index, Layer, Limits, MediaType, Platform, RawDoc,
 };
 
 use crate::{Error, Result};
@@ -37,6 +37,7 @@ pub fn select_image(
     index_json: &[u8],
     tag: Option<&str>,
     location: &str,
+    platform: &Platform,
 ) -> Result<Image> {
     let index: Index = parse_json("index.json", index_json)?;
     let chosen = match tag {
@@ -62,15 +63,16 @@ pub fn select_image(
         },
     };
     let mut seen = HashSet::new();
-    resolve(store, chosen.clone(), location, &mut seen)
+    resolve(store, chosen.clone(), location, &mut seen, platform)
 }
 
-/// Follows indexes down to one image manifest (for the host's platform) and reads it.
+/// Follows indexes down to one image manifest (for `platform`) and reads it.
 pub fn resolve(
     store: Arc<dyn BlobStore>,
     desc: Descriptor,
     location: &str,
     seen: &mut HashSet<Digest>,
+    platform: &Platform,
 ) -> Result<Image> {
     let mut desc = desc;
     loop {
@@ -90,15 +92,10 @@ pub fn resolve(
             MediaType::OciIndex | MediaType::DockerManifestList => {
                 let bytes = read_small(store.as_ref(), &desc, "image index")?;
                 let index: Index = parse_json("image index", &bytes)?;
-                let host = host_platform();
                 let pick = index
                     .manifests
                     .iter()
-                    .find(|d| {
-                        d.platform
-                            .as_ref()
-                            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
-                    })
+                    .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
                     .or_else(|| match index.manifests.as_slice() {
                         [only] if only.platform.is_none() => Some(only),
                         _ => None,
@@ -110,16 +107,14 @@ pub fn resolve(
                             .filter_map(|d| {
                                 d.platform
                                     .as_ref()
-                                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                                    .map(|p| p.to_string())
                             })
                             .collect();
                         Error::invalid(
                             location,
                             format!(
-                                "the index {} has no image for {}/{}; it has: {}",
+                                "the index {} has no image for {platform} (choose one with --platform); it has: {}",
                                 desc.digest,
-                                host.os,
-                                host.architecture,
                                 if have.is_empty() {
                                     "none".into()
                                 } else {

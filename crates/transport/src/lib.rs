@@ -41,6 +41,8 @@ pub struct OpenOptions {
     pub source_date_epoch: Option<u64>,
     /// Credentials and TLS for `docker://` sources.
     pub registry: registry::RegistryOptions,
+    /// The platform to take from a multi-platform index (the host's when `None`).
+    pub platform: Option<whittle_image::Platform>,
 }
 
 /// How to write sinks.
@@ -56,13 +58,17 @@ pub struct WriteOptions {
 
 /// Opens the image `r` names.
 pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
+    let platform = opts
+        .platform
+        .clone()
+        .unwrap_or_else(whittle_image::manifest::host_platform);
     match r {
-        ImageRef::Oci { dir, tag } => oci::open(dir, tag.as_deref()),
-        ImageRef::OciArchive { file, tag } => oci_archive::open(file, tag.as_deref()),
+        ImageRef::Oci { dir, tag } => oci::open(dir, tag.as_deref(), &platform),
+        ImageRef::OciArchive { file, tag } => oci_archive::open(file, tag.as_deref(), &platform),
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::open(file, reference.as_deref())
         }
-        ImageRef::Docker(r) => registry::open(r, &opts.registry),
+        ImageRef::Docker(r) => registry::open(r, &opts.registry, &platform),
         ImageRef::DockerDaemon { name } => daemon::open(name, &opts.scratch_parent),
         ImageRef::Dir { root } => {
             let scratch = Arc::new(Scratch::new_in(&opts.scratch_parent)?);

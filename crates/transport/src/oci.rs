@@ -74,14 +74,20 @@ fn check_layout(dir: &Path) -> Result<()> {
 }
 
 /// Reads the image `tag` names (or the only one) from the layout at `dir`.
-pub fn open(dir: &Path, tag: Option<&str>) -> Result<Image> {
+pub fn open(dir: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
     check_layout(dir)?;
     let index_path = dir.join("index.json");
     let index = fs::read(&index_path).map_err(|e| Error::io("cannot read", &index_path, e))?;
     let store = Arc::new(LayoutStore {
         dir: dir.to_path_buf(),
     });
-    layout::select_image(store, &index, tag, &format!("oci:{}", dir.display()))
+    layout::select_image(
+        store,
+        &index,
+        tag,
+        &format!("oci:{}", dir.display()),
+        platform,
+    )
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

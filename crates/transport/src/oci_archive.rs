@@ -12,7 +12,7 @@ use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
 use crate::{Error, Result};
 
 /// Reads the image `tag` names (or the only one) from the archive at `file`.
-pub fn open(file: &Path, tag: Option<&str>) -> Result<Image> {
+pub fn open(file: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
     let index = TarIndex::open(file)?;
     let location = format!("oci-archive:{}", file.display());
     if index.read_small("oci-layout")?.is_none() {
@@ -29,6 +29,7 @@ pub fn open(file: &Path, tag: Option<&str>) -> Result<Image> {
         &index_json,
         tag,
         &location,
+        platform,
     )
 }
 

@@ -68,6 +68,7 @@ pub fn open_source(
 ) -> Result<Image> {
     let opts = OpenOptions {
         registry: global.registry()?,
+        platform: global.platform.clone(),
         scratch_parent: std::env::temp_dir(),
         dir_compression,
         dir_config: config.overrides()?,

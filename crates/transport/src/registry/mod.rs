@@ -338,7 +338,11 @@ fn media_type_of(bytes: &[u8], header: Option<&str>) -> MediaType {
 }
 
 /// Pulls the image `r` names (the host's platform from an index).
-pub fn open(r: &RegistryRef, opts: &RegistryOptions) -> Result<Image> {
+pub fn open(
+    r: &RegistryRef,
+    opts: &RegistryOptions,
+    platform: &whittle_image::Platform,
+) -> Result<Image> {
     let client = Arc::new(Client::new(&r.host, opts)?);
     let store = Arc::new(RegistryStore {
         client,
@@ -365,7 +369,7 @@ pub fn open(r: &RegistryRef, opts: &RegistryOptions) -> Result<Image> {
         docs.insert(digest, bytes);
     }
     let mut seen = HashSet::new();
-    layout::resolve(store, desc, &r.to_string(), &mut seen)
+    layout::resolve(store, desc, &r.to_string(), &mut seen, platform)
 }
 
 /// Pushes `image` to `r`; returns the manifest digest.
