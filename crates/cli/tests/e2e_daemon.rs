@@ -7,7 +7,7 @@ mod common;
 
 use common::docker_e2e::{
     docker, docker_archive_image, docker_ok, fixture, oci_image, require_tools, serve_and_fetch,
-    whittle, whittle_ok, DockerCleanup,
+    sha256_hex, whittle, whittle_ok, DockerCleanup,
 };
 
 const PAGE: &str = "whittle test page";
@@ -121,4 +121,155 @@ fn engine_errors_are_clear() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot talk to the Docker Engine"), "{err}");
+}
+
+/// The Skinnywhale flow: run a container from a Debian base, install a package in it
+/// (a .deb made here, no network), exit without committing. `extract` of the
+/// container keeps what was installed plus its closure from the base, and runs;
+/// `copy` of it is the container's state, deletions included.
+#[test]
+fn container_extract_keeps_what_was_installed() {
+    let Some(fx) = fixture() else { return };
+    if !require_tools(&["docker", "gcc", "dpkg-deb"]) {
+        return;
+    }
+    const NAME: &str = "whittle-e2e-install";
+    const OUT: &str = "whittle-e2e/container:extract";
+    const FULL: &str = "whittle-e2e/container:copy";
+    let tmp = tempdir();
+    // A package with one dynamic program.
+    let pkg = tmp.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/local/bin")).unwrap();
+    std::fs::write(
+        tmp.path().join("hello.c"),
+        "#include <stdio.h>\n#include <math.h>\nint main(int c, char **v) { printf(\"hello whittle %.0f\\n\", sqrt(1764.0 + c - 1)); return 0; }\n",
+    )
+    .unwrap();
+    let gcc = std::process::Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(pkg.join("usr/local/bin/hello-whittle"))
+        .arg(tmp.path().join("hello.c"))
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(
+        gcc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gcc.stderr)
+    );
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: hello-whittle\nVersion: 1.0\nArchitecture: amd64\nMaintainer: whittle tests <tests@whittle.invalid>\nDescription: a test program\n",
+    )
+    .unwrap();
+    let deb = tmp.path().join("hello.deb");
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let mut cleanup = DockerCleanup::default();
+    docker(["rm", "-f", NAME]);
+    cleanup.containers.push(NAME.into());
+    for t in [OUT, FULL] {
+        docker(["rmi", t]);
+        cleanup.images.push(t.into());
+    }
+    // The fixture's base image, by the ID its archive names (other tests untag it).
+    docker_ok(["load", "-q", "-i", fx.join("base.tar").to_str().unwrap()]);
+    let base = format!(
+        "sha256:{}",
+        sha256_hex(&docker_archive_image(&fx.join("base.tar")).config_bytes)
+    );
+    docker_ok([
+        "create",
+        "--name",
+        NAME,
+        "--network",
+        "none",
+        &base,
+        "sh",
+        "-c",
+        "dpkg -i /tmp/hello.deb && rm /tmp/hello.deb /etc/issue.net",
+    ]);
+    docker_ok([
+        "cp",
+        deb.to_str().unwrap(),
+        &format!("{NAME}:/tmp/hello.deb"),
+    ]);
+    docker_ok(["start", "-a", NAME]);
+
+    let report = tmp.path().join("r.json");
+    whittle_ok([
+        "extract".to_string(),
+        format!("docker-container:{NAME}"),
+        format!("docker-daemon:{OUT}"),
+        "--entrypoint".into(),
+        "/usr/local/bin/hello-whittle".into(),
+        "--report".into(),
+        report.display().to_string(),
+    ]);
+    let run = docker_ok(["run", "--rm", "--network", "none", OUT]);
+    assert_eq!(run.trim(), "hello whittle 42");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reason = |p: &str| {
+        r["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["path"] == p)
+            .map(|k| k["reason"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(
+        reason("/usr/local/bin/hello-whittle").as_deref(),
+        Some("entrypoint")
+    );
+    assert!(
+        reason("/var/lib/dpkg/info/hello-whittle.list").as_deref() == Some("added above the base"),
+        "the package's file list was installed in the container"
+    );
+    let libm = r["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["path"].as_str().is_some_and(|p| p.contains("/libm.so")))
+        .map(|k| k["reason"].as_str().unwrap_or("").to_string());
+    assert!(
+        libm.as_deref().is_some_and(
+            |r| r.starts_with("DT_NEEDED of") || r.starts_with("symlink on the path to")
+        ),
+        "libm comes from the base because the program links it: {libm:?}"
+    );
+    assert!(r["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["path"] != "/usr/bin/apt"));
+
+    // The whole container state: the deletion is a whiteout.
+    whittle_ok([
+        "copy".to_string(),
+        format!("docker-container:{NAME}"),
+        format!("docker-daemon:{FULL}"),
+    ]);
+    let probe = docker_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        FULL,
+        "-c",
+        "test -e /etc/issue.net && echo present || echo deleted; /usr/local/bin/hello-whittle",
+    ]);
+    assert_eq!(probe.trim(), "deleted\nhello whittle 42");
 }

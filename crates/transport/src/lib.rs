@@ -7,6 +7,7 @@
 //! layout for output.
 #![deny(missing_docs)]
 
+pub mod container;
 pub mod daemon;
 pub mod dir;
 pub mod docker_archive;
@@ -58,6 +59,19 @@ pub struct WriteOptions {
 
 /// Opens the image `r` names.
 pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
+    open_with_base(r, opts).map(|(image, _)| image)
+}
+
+/// Opens the image `r` names, and says how many of its bottom layers are an
+/// implied base (a container's image, for `docker-container:`).
+pub fn open_with_base(r: &ImageRef, opts: &OpenOptions) -> Result<(Image, Option<usize>)> {
+    if let ImageRef::DockerContainer { id } = r {
+        return container::open(id, &opts.scratch_parent).map(|(i, n)| (i, Some(n)));
+    }
+    open_image(r, opts).map(|i| (i, None))
+}
+
+fn open_image(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
     let platform = opts
         .platform
         .clone()
@@ -70,6 +84,9 @@ pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
         }
         ImageRef::Docker(r) => registry::open(r, &opts.registry, &platform),
         ImageRef::DockerDaemon { name } => daemon::open(name, &opts.scratch_parent),
+        ImageRef::DockerContainer { id } => {
+            container::open(id, &opts.scratch_parent).map(|(i, _)| i)
+        }
         ImageRef::Dir { root } => {
             let scratch = Arc::new(Scratch::new_in(&opts.scratch_parent)?);
             dir::open(
@@ -102,6 +119,10 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
             transport: "dir",
             direction: "destination",
         }),
+        ImageRef::DockerContainer { .. } => Err(Error::Direction {
+            transport: "docker-container",
+            direction: "destination",
+        }),
     }
 }
 
@@ -110,7 +131,9 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
 pub fn output_parent(r: &ImageRef) -> PathBuf {
     let path = match r {
         // The archive to load is made in the temporary directory.
-        ImageRef::DockerDaemon { .. } | ImageRef::Docker(_) => return std::env::temp_dir(),
+        ImageRef::DockerDaemon { .. } | ImageRef::Docker(_) | ImageRef::DockerContainer { .. } => {
+            return std::env::temp_dir()
+        }
         ImageRef::Oci { dir, .. } => dir,
         ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
         ImageRef::Dir { root } => root,

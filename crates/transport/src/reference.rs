@@ -11,6 +11,7 @@ pub const ACCEPTED: &str = "accepted forms:
   oci-archive:FILE[:TAG]      a tar of an OCI image layout
   docker-archive:FILE[:REF]   a `docker save` tar (legacy or Docker 25+ layout)
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   an image in a registry (OCI distribution API)
+  docker-container:ID|NAME    a container's state: its image plus what changed in it (source only)
   docker-daemon:NAME[:TAG]    an image in the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)
   dir:ROOTFS                  a directory, as a one-layer image (source only)";
 
@@ -40,6 +41,11 @@ pub enum ImageRef {
     },
     /// An image in a registry.
     Docker(crate::registry::RegistryRef),
+    /// A container of the local Docker Engine (source only).
+    DockerContainer {
+        /// Its ID or name.
+        id: String,
+    },
     /// An image in the local Docker Engine.
     DockerDaemon {
         /// `NAME[:TAG]` or `NAME@DIGEST`.
@@ -131,6 +137,19 @@ impl std::str::FromStr for ImageRef {
                         reason,
                     })
             }
+            "docker-container" => {
+                let ok = !rest.is_empty()
+                    && rest
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !ok {
+                    return Err(Error::BadReference {
+                        input: input.into(),
+                        reason: format!("{rest:?} is not a container ID or name"),
+                    });
+                }
+                Ok(ImageRef::DockerContainer { id: rest.into() })
+            }
             "docker-daemon" => {
                 let bad = rest.is_empty()
                     || rest.starts_with([':', '/', '@'])
@@ -178,6 +197,7 @@ impl fmt::Display for ImageRef {
             }
             ImageRef::Docker(r) => write!(f, "{r}"),
             ImageRef::DockerDaemon { name } => write!(f, "docker-daemon:{name}"),
+            ImageRef::DockerContainer { id } => write!(f, "docker-container:{id}"),
             ImageRef::Dir { root } => write!(f, "dir:{}", root.display()),
         }
     }

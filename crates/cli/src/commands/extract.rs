@@ -6,8 +6,10 @@ use clap::{Args, ValueEnum};
 use whittle_slim::Mode;
 
 use super::slim::{write_slimmed, KeepFlags};
-use super::{open_source, parse_ref, parse_src_dst};
+use super::{open_source, open_source_with_base, parse_ref, parse_src_dst};
 use crate::args::{ConfigFlags, Global};
+use whittle_image::Image;
+use whittle_transport::ImageRef;
 
 /// What to take from the base.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -22,9 +24,9 @@ pub enum BaseLibs {
 /// Arguments of `extract`.
 #[derive(Args, Debug)]
 pub struct ExtractArgs {
-    /// The base image SRC was built on.
+    /// The base image SRC was built on (implied for docker-container: sources: the container's image).
     #[arg(long, value_name = "BASE")]
-    base: String,
+    base: Option<String>,
     /// The image built on the base.
     #[arg(value_name = "SRC")]
     src: String,
@@ -42,16 +44,47 @@ pub struct ExtractArgs {
 
 /// Runs `extract`.
 pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
-    let base_ref = parse_ref(&a.base)?;
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
-    let base = open_source(
-        &base_ref,
-        &ConfigFlags::default(),
-        whittle_image::Compression::Gzip,
+    let (image, implied) = open_source_with_base(&src, &a.config, global)?;
+    let base_layers = match (&a.base, implied) {
+        (Some(base), _) => {
+            let base_ref = parse_ref(base)?;
+            let base = open_source(
+                &base_ref,
+                &ConfigFlags::default(),
+                whittle_image::Compression::Gzip,
+                global,
+            )
+            .with_context(|| format!("cannot read the base {base_ref}"))?;
+            check_on_base(&src, &image, &base_ref, &base)?
+        }
+        (None, Some(n)) => n,
+        (None, None) => bail!(
+            "extract needs --base BASE (the image {src} was built on); only docker-container: sources imply one"
+        ),
+    };
+    let mode = Mode::Extract {
+        base_layers,
+        base_libs_all: matches!(a.base_libs, BaseLibs::All),
+    };
+    write_slimmed(
+        &src,
+        &dst,
+        &image,
+        mode,
+        &a.keep,
+        &a.config,
         global,
+        "whittle extract",
     )
-    .with_context(|| format!("cannot read the base {base_ref}"))?;
-    let image = open_source(&src, &a.config, whittle_image::Compression::Gzip, global)?;
+}
+
+fn check_on_base(
+    src: &ImageRef,
+    image: &Image,
+    base_ref: &ImageRef,
+    base: &Image,
+) -> Result<usize> {
     let base_ids: Vec<_> = base.layers.iter().map(|l| &l.diff_id).collect();
     let src_ids: Vec<_> = image.layers.iter().map(|l| &l.diff_id).collect();
     if base_ids.len() > src_ids.len() || src_ids[..base_ids.len()] != base_ids[..] {
@@ -70,18 +103,5 @@ pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
     if base_ids.len() == src_ids.len() {
         bail!("{src} has no layers above {base_ref}: nothing was added to extract");
     }
-    let mode = Mode::Extract {
-        base_layers: base_ids.len(),
-        base_libs_all: matches!(a.base_libs, BaseLibs::All),
-    };
-    write_slimmed(
-        &src,
-        &dst,
-        &image,
-        mode,
-        &a.keep,
-        &a.config,
-        global,
-        "whittle extract",
-    )
+    Ok(base_ids.len())
 }

@@ -66,15 +66,33 @@ pub fn open_source(
     dir_compression: Compression,
     global: &Global,
 ) -> Result<Image> {
-    let opts = OpenOptions {
+    whittle_transport::open(src, &open_options(config, dir_compression, global)?)
+        .with_context(|| format!("cannot read {src}"))
+}
+
+/// Opens a source image and the number of its layers that are an implied base.
+pub fn open_source_with_base(
+    src: &ImageRef,
+    config: &ConfigFlags,
+    global: &Global,
+) -> Result<(Image, Option<usize>)> {
+    whittle_transport::open_with_base(src, &open_options(config, Compression::Gzip, global)?)
+        .with_context(|| format!("cannot read {src}"))
+}
+
+fn open_options(
+    config: &ConfigFlags,
+    dir_compression: Compression,
+    global: &Global,
+) -> Result<OpenOptions> {
+    Ok(OpenOptions {
         registry: global.registry()?,
         platform: global.platform.clone(),
         scratch_parent: std::env::temp_dir(),
         dir_compression,
         dir_config: config.overrides()?,
         source_date_epoch: args::source_date_epoch()?,
-    };
-    whittle_transport::open(src, &opts).with_context(|| format!("cannot read {src}"))
+    })
 }
 
 /// Options for transforms from the flags.
