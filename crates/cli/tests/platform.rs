@@ -5,54 +5,11 @@
 #[allow(dead_code)]
 mod common;
 
-use std::fs;
 use std::path::Path;
 
-use common::docker_e2e::{fixture, oci_image, sha256_hex, whittle};
+use common::docker_e2e::{fixture, whittle};
+use common::multi_platform::multi_platform_layout;
 use serde_json::{json, Value};
-
-fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
-    let hex = sha256_hex(bytes);
-    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
-    (format!("sha256:{hex}"), bytes.len())
-}
-
-/// Copies the fixture layout and adds tag `multi`: an index of two platforms.
-fn multi_platform_layout(fx: &Path, dir: &Path) -> (String, String) {
-    let src = fx.join("nginx-oci");
-    let layout = dir.join("multi");
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name())).unwrap();
-    }
-    fs::copy(src.join("oci-layout"), layout.join("oci-layout")).unwrap();
-    let img = oci_image(&src, "latest");
-    let mut manifests = Vec::new();
-    let mut digests = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        let mut config: Value = img.config.clone();
-        config["architecture"] = json!(arch);
-        let (cd, cs) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
-        let mut manifest = img.manifest.clone();
-        manifest["config"]["digest"] = json!(cd);
-        manifest["config"]["size"] = json!(cs);
-        let (md, ms) = put_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
-        manifests.push(json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": md, "size": ms,
-            "platform": {"os": "linux", "architecture": arch}
-        }));
-        digests.push(md);
-    }
-    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
-    let (id, is) = put_blob(&layout, &serde_json::to_vec(&index).unwrap());
-    let top = json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is,
-        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
-    fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
-    (digests[0].clone(), digests[1].clone())
-}
 
 fn inspect(layout: &Path, platform: Option<&str>) -> (Option<i32>, String, String) {
     let mut cmd = whittle();
@@ -112,4 +69,60 @@ fn platform_flag_picks_from_an_index() {
         Some(2),
         "a malformed --platform is a usage error: {err}"
     );
+}
+
+/// `copy --all` keeps the index and every platform, through an archive and back; a sink
+/// that holds one platform says to use --platform.
+#[test]
+fn copy_all_keeps_every_platform() {
+    let Some(fx) = fixture() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, arm64) = multi_platform_layout(fx, tmp.path());
+    let layout = tmp.path().join("multi");
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index_digest = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let archive = tmp.path().join("multi.tar");
+    let back = tmp.path().join("back");
+    for (src, dst) in [
+        (
+            format!("oci:{}:multi", layout.display()),
+            format!("oci-archive:{}:multi", archive.display()),
+        ),
+        (
+            format!("oci-archive:{}:multi", archive.display()),
+            format!("oci:{}:multi", back.display()),
+        ),
+    ] {
+        let out = whittle()
+            .args(["copy", "--all", &src, &dst])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), index_digest);
+    }
+    let (code, out, err) = inspect(&back, Some("linux/arm64"));
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["manifest_digest"],
+        json!(arm64),
+        "the arm64 image survived the copy"
+    );
+
+    let out = whittle()
+        .args(["copy", "--all", &format!("oci:{}:multi", layout.display())])
+        .arg(format!(
+            "docker-archive:{}",
+            tmp.path().join("x.tar").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--platform"));
+    assert!(!tmp.path().join("x.tar").exists());
 }

@@ -39,6 +39,13 @@ pub fn select_image(
     location: &str,
     platform: &Platform,
 ) -> Result<Image> {
+    let chosen = choose(index_json, tag, location)?;
+    let mut seen = HashSet::new();
+    resolve(store, chosen, location, &mut seen, platform)
+}
+
+/// The descriptor `tag` names (or the only one) in a layout's `index.json`.
+pub fn choose(index_json: &[u8], tag: Option<&str>, location: &str) -> Result<Descriptor> {
     let index: Index = parse_json("index.json", index_json)?;
     let chosen = match tag {
         Some(t) => index
@@ -62,8 +69,7 @@ pub fn select_image(
             }
         },
     };
-    let mut seen = HashSet::new();
-    resolve(store, chosen.clone(), location, &mut seen, platform)
+    Ok(chosen.clone())
 }
 
 /// Follows indexes down to one image manifest (for `platform`) and reads it.
@@ -125,18 +131,7 @@ pub fn resolve(
                     })?;
                 desc = pick.clone();
             }
-            MediaType::OciManifest | MediaType::DockerManifest => {
-                let bytes = read_small(store.as_ref(), &desc, "manifest")?;
-                let manifest: whittle_image::Manifest = parse_json("manifest", &bytes)?;
-                let config_bytes = read_small(store.as_ref(), &manifest.config, "image config")?;
-                let config = RawDoc::new(manifest.config.media_type.clone(), config_bytes);
-                let doc = RawDoc {
-                    media_type: desc.media_type.clone(),
-                    digest: desc.digest.clone(),
-                    bytes,
-                };
-                return Ok(Image::from_manifest(doc, config, store)?);
-            }
+            MediaType::OciManifest | MediaType::DockerManifest => return read_image(store, &desc),
             ref other => {
                 return Err(Error::invalid(
                     location,
@@ -148,6 +143,20 @@ pub fn resolve(
             }
         }
     }
+}
+
+/// Reads the image manifest `desc` names, and its config.
+pub fn read_image(store: Arc<dyn BlobStore>, desc: &Descriptor) -> Result<Image> {
+    let bytes = read_small(store.as_ref(), desc, "manifest")?;
+    let manifest: whittle_image::Manifest = parse_json("manifest", &bytes)?;
+    let config_bytes = read_small(store.as_ref(), &manifest.config, "image config")?;
+    let config = RawDoc::new(manifest.config.media_type.clone(), config_bytes);
+    let doc = RawDoc {
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.clone(),
+        bytes,
+    };
+    Ok(Image::from_manifest(doc, config, store)?)
 }
 
 /// A blob to write: a layer (streamed from its store) or a small document.

@@ -14,6 +14,7 @@ pub mod docker_archive;
 pub mod engine;
 mod error;
 pub mod layout;
+pub mod multi;
 pub mod oci;
 pub mod oci_archive;
 pub mod reference;
@@ -123,6 +124,22 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
             transport: "docker-container",
             direction: "destination",
         }),
+    }
+}
+
+/// Writes every platform of `multi` where `r` says; returns the index digest.
+pub fn write_all(r: &ImageRef, multi: &multi::MultiImage, opts: &WriteOptions) -> Result<Digest> {
+    let mtime = opts.source_date_epoch.unwrap_or(0);
+    match r {
+        ImageRef::Oci { dir, tag } => oci::write_all(dir, tag.as_deref(), multi, &opts.limits),
+        ImageRef::OciArchive { file, tag } => {
+            oci_archive::write_all(file, tag.as_deref(), multi, mtime, &opts.limits)
+        }
+        ImageRef::Docker(reg) => registry::write_all(reg, multi, &opts.registry, &opts.limits),
+        other => Err(Error::invalid(
+            other.to_string(),
+            "holds one platform only: copy one with --platform instead of --all",
+        )),
     }
 }
 

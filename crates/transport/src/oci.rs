@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use whittle_image::blob::{FileRegion, OwnedRegionReader};
 use whittle_image::manifest::{parse_json, REF_NAME};
-use whittle_image::{BlobStore, Digest, Image, Index, Limits};
+use whittle_image::{BlobStore, Digest, Image, Index, Limits, RawDoc};
 
 use crate::layout::{self, Blob, OCI_LAYOUT};
 use crate::{Error, Result};
@@ -75,19 +75,19 @@ fn check_layout(dir: &Path) -> Result<()> {
 
 /// Reads the image `tag` names (or the only one) from the layout at `dir`.
 pub fn open(dir: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
+    let (store, index, location) = open_store(dir)?;
+    layout::select_image(store, &index, tag, &location, platform)
+}
+
+/// The layout as a blob store, its `index.json`, and its name for messages.
+pub fn open_store(dir: &Path) -> Result<(Arc<dyn BlobStore>, Vec<u8>, String)> {
     check_layout(dir)?;
     let index_path = dir.join("index.json");
     let index = fs::read(&index_path).map_err(|e| Error::io("cannot read", &index_path, e))?;
     let store = Arc::new(LayoutStore {
         dir: dir.to_path_buf(),
     });
-    layout::select_image(
-        store,
-        &index,
-        tag,
-        &format!("oci:{}", dir.display()),
-        platform,
-    )
+    Ok((store, index, format!("oci:{}", dir.display())))
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -156,12 +156,17 @@ fn place_own_file(own: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_into(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> Result<Digest> {
+fn write_into(
+    dir: &Path,
+    tag: Option<&str>,
+    top: &RawDoc,
+    blobs: &[Blob<'_>],
+    limits: &Limits,
+) -> Result<Digest> {
     let blobs_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs_dir).map_err(|e| Error::io("cannot create", &blobs_dir, e))?;
-    let manifest = image.manifest_doc();
+    let manifest = top;
     // Blobs are independent: one per core (each is hashed and synced).
-    let blobs = layout::blobs(image, &manifest);
     whittle_image::parallel::map_indexed(blobs.len(), whittle_image::parallel::cores(), |i| {
         write_blob(&blobs_dir, &blobs[i], limits)
     })?;
@@ -179,10 +184,10 @@ fn write_into(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> 
     } else {
         entries.retain(|d| d.digest != manifest.digest || d.annotations.contains_key(REF_NAME));
     }
-    entries.push(layout::index_entry(&manifest, annotations));
+    entries.push(layout::index_entry(manifest, annotations));
     write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
     write_file_atomic(&index_path, &layout::index_json(entries))?;
-    Ok(manifest.digest)
+    Ok(manifest.digest.clone())
 }
 
 /// Writes `image` into the layout at `dir` (created if absent), tagged `tag`.
@@ -191,6 +196,30 @@ fn write_into(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> 
 /// place; an existing one gets its blobs first and its `index.json` replaced last,
 /// so an interrupted write leaves it as it was.
 pub fn write(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> Result<Digest> {
+    let manifest = image.manifest_doc();
+    let blobs = layout::blobs(image, &manifest);
+    write_blobs(dir, tag, &manifest, &blobs, limits)
+}
+
+/// Writes every platform of `multi` and its index, tagged `tag`.
+pub fn write_all(
+    dir: &Path,
+    tag: Option<&str>,
+    multi: &crate::multi::MultiImage,
+    limits: &Limits,
+) -> Result<Digest> {
+    let blobs = multi.blobs();
+    write_blobs(dir, tag, &multi.index, &blobs, limits)
+}
+
+/// Writes `blobs` and names `top` (a manifest or an index) in `index.json`.
+fn write_blobs(
+    dir: &Path,
+    tag: Option<&str>,
+    top: &RawDoc,
+    blobs: &[Blob<'_>],
+    limits: &Limits,
+) -> Result<Digest> {
     if dir.exists() {
         let empty = fs::read_dir(dir)
             .map_err(|e| Error::io("cannot read", dir, e))?
@@ -204,7 +233,7 @@ pub fn write(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> R
                 )
             })?;
         }
-        return write_into(dir, tag, image, limits);
+        return write_into(dir, tag, top, blobs, limits);
     }
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -217,7 +246,7 @@ pub fn write(dir: &Path, tag: Option<&str>, image: &Image, limits: &Limits) -> R
         .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
         .tempdir_in(parent)
         .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
-    let digest = write_into(staging.path(), tag, image, limits)?;
+    let digest = write_into(staging.path(), tag, top, blobs, limits)?;
     let staged = staging.keep();
     fs::rename(&staged, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&staged);

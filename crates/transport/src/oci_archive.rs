@@ -13,6 +13,12 @@ use crate::{Error, Result};
 
 /// Reads the image `tag` names (or the only one) from the archive at `file`.
 pub fn open(file: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
+    let (store, index_json, location) = open_store(file)?;
+    layout::select_image(store, &index_json, tag, &location, platform)
+}
+
+/// The archive as a blob store, its `index.json`, and its name for messages.
+pub fn open_store(file: &Path) -> Result<(Arc<dyn whittle_image::BlobStore>, Vec<u8>, String)> {
     let index = TarIndex::open(file)?;
     let location = format!("oci-archive:{}", file.display());
     if index.read_small("oci-layout")?.is_none() {
@@ -24,13 +30,7 @@ pub fn open(file: &Path, tag: Option<&str>, platform: &whittle_image::Platform) 
     let index_json = index
         .read_small("index.json")?
         .ok_or_else(|| Error::invalid(&location, "the archive has no index.json"))?;
-    layout::select_image(
-        Arc::new(ArchiveStore::new(index)),
-        &index_json,
-        tag,
-        &location,
-        platform,
-    )
+    Ok((Arc::new(ArchiveStore::new(index)), index_json, location))
 }
 
 /// Writes `image` as an OCI layout archive at `file`, tagged `tag`.
@@ -50,4 +50,27 @@ pub fn write(
     crate::write_layout_members(&mut out, image, &manifest, annotations, limits)?;
     out.commit()?;
     Ok(manifest.digest)
+}
+
+/// Writes every platform of `multi` and its index as an OCI layout archive.
+pub fn write_all(
+    file: &Path,
+    tag: Option<&str>,
+    multi: &crate::multi::MultiImage,
+    mtime: u64,
+    limits: &Limits,
+) -> Result<Digest> {
+    let mut annotations = BTreeMap::new();
+    if let Some(t) = tag {
+        annotations.insert(REF_NAME.to_string(), t.to_string());
+    }
+    let mut out = ArchiveWriter::create(file, mtime)?;
+    out.dir("blobs")?;
+    out.dir("blobs/sha256")?;
+    for blob in multi.blobs() {
+        crate::write_blob_member(&mut out, &blob, limits)?;
+    }
+    crate::write_layout_index(&mut out, &multi.index, annotations)?;
+    out.commit()?;
+    Ok(multi.index.digest.clone())
 }

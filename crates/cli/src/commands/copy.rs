@@ -1,11 +1,11 @@
 //! `whittle copy SRC DST`.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use whittle_image::mutate::{recompress, reconfigure};
 use whittle_image::Compression;
 
-use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
+use super::{mutate_options, open_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
 /// Arguments of `copy`.
@@ -20,6 +20,9 @@ pub struct CopyArgs {
     /// Re-encode layers (gzip, zstd or none); without it, layer blobs are copied byte for byte.
     #[arg(long, value_name = "ALGO")]
     compression: Option<Compression>,
+    /// Copy every platform of a multi-platform image (the index and all its images, as they are).
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     config: ConfigFlags,
 }
@@ -27,6 +30,29 @@ pub struct CopyArgs {
 /// Runs `copy`.
 pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
+    if a.all {
+        if a.compression.is_some() || !a.config.overrides()?.is_empty() {
+            bail!("--all copies every platform as it is: it cannot be combined with --compression or config flags");
+        }
+        let opts = open_options(&a.config, Compression::Gzip, global)?;
+        let multi = whittle_transport::multi::open(&src, &opts)
+            .with_context(|| format!("cannot read {src}"))?;
+        if let Some(multi) = multi {
+            let write = whittle_transport::WriteOptions {
+                registry: global.registry()?,
+                source_date_epoch: crate::args::source_date_epoch()?,
+                limits: global.limits(),
+            };
+            let digest = whittle_transport::write_all(&dst, &multi, &write)
+                .with_context(|| format!("cannot write {dst}"))?;
+            if !global.quiet {
+                eprintln!("wrote {dst} ({} platforms)", multi.images.len());
+            }
+            println!("{digest}");
+            return Ok(());
+        }
+        // A single image: --all copies just it, as skopeo does.
+    }
     let image = open_source(
         &src,
         &a.config,

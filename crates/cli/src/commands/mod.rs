@@ -80,7 +80,7 @@ pub fn open_source_with_base(
         .with_context(|| format!("cannot read {src}"))
 }
 
-fn open_options(
+pub fn open_options(
     config: &ConfigFlags,
     dir_compression: Compression,
     global: &Global,

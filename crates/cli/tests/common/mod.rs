@@ -1462,3 +1462,59 @@ pub mod slim_e2e {
             .collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// multi_platform: a two-platform image index built from the nginx fixture's OCI layout.
+// ---------------------------------------------------------------------------------------
+#[allow(dead_code)]
+pub mod multi_platform {
+    use std::fs;
+    use std::path::Path;
+
+    use serde_json::{json, Value};
+
+    use super::docker_e2e::{oci_image, sha256_hex};
+
+    pub fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+        let hex = sha256_hex(bytes);
+        fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    }
+
+    /// Copies the fixture layout and adds tag `multi`: an index of two platforms.
+    pub fn multi_platform_layout(fx: &Path, dir: &Path) -> (String, String) {
+        let src = fx.join("nginx-oci");
+        let layout = dir.join("multi");
+        fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        for e in fs::read_dir(src.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name())).unwrap();
+        }
+        fs::copy(src.join("oci-layout"), layout.join("oci-layout")).unwrap();
+        let img = oci_image(&src, "latest");
+        let mut manifests = Vec::new();
+        let mut digests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let mut config: Value = img.config.clone();
+            config["architecture"] = json!(arch);
+            let (cd, cs) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
+            let mut manifest = img.manifest.clone();
+            manifest["config"]["digest"] = json!(cd);
+            manifest["config"]["size"] = json!(cs);
+            let (md, ms) = put_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
+            manifests.push(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": md, "size": ms,
+                "platform": {"os": "linux", "architecture": arch}
+            }));
+            digests.push(md);
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        let (id, is) = put_blob(&layout, &serde_json::to_vec(&index).unwrap());
+        let top = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": id, "size": is,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+        fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        (digests[0].clone(), digests[1].clone())
+    }
+}

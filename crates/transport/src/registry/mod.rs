@@ -337,12 +337,23 @@ fn media_type_of(bytes: &[u8], header: Option<&str>) -> MediaType {
     }
 }
 
-/// Pulls the image `r` names (the host's platform from an index).
+/// Pulls the image `r` names (`platform`'s, from an index).
 pub fn open(
     r: &RegistryRef,
     opts: &RegistryOptions,
     platform: &whittle_image::Platform,
 ) -> Result<Image> {
+    let (store, desc) = open_top(r, opts)?;
+    let mut seen = HashSet::new();
+    layout::resolve(store, desc, &r.to_string(), &mut seen, platform)
+}
+
+/// The repository as a blob store, and the descriptor of what `r` names
+/// (fetched, verified and cached in the store).
+pub fn open_top(
+    r: &RegistryRef,
+    opts: &RegistryOptions,
+) -> Result<(Arc<dyn BlobStore>, Descriptor)> {
     let client = Arc::new(Client::new(&r.host, opts)?);
     let store = Arc::new(RegistryStore {
         client,
@@ -368,8 +379,87 @@ pub fn open(
     if let Ok(mut docs) = store.docs.lock() {
         docs.insert(digest, bytes);
     }
-    let mut seen = HashSet::new();
-    layout::resolve(store, desc, &r.to_string(), &mut seen, platform)
+    Ok((store, desc))
+}
+
+/// Pushes every platform of `multi`: each image under its digest, then the index under the tag.
+pub fn write_all(
+    r: &RegistryRef,
+    multi: &crate::multi::MultiImage,
+    opts: &RegistryOptions,
+    limits: &Limits,
+) -> Result<Digest> {
+    if r.digest.is_some() && r.tag.is_none() {
+        return Err(Error::invalid(
+            r.to_string(),
+            "push to a tag (NAME:TAG), not a digest",
+        ));
+    }
+    let client = Client::new(&r.host, opts)?;
+    for image in &multi.images {
+        let manifest = image.manifest_doc();
+        push_image(
+            &client,
+            r,
+            image,
+            &manifest,
+            &manifest.digest.to_string(),
+            limits,
+        )?;
+    }
+    put_manifest(
+        &client,
+        r,
+        &multi.index,
+        &r.tag.clone().unwrap_or_else(|| "latest".into()),
+    )?;
+    Ok(multi.index.digest.clone())
+}
+
+fn put_manifest(
+    client: &Client,
+    r: &RegistryRef,
+    doc: &whittle_image::RawDoc,
+    reference: &str,
+) -> Result<()> {
+    let path = format!("/v2/{}/manifests/{reference}", r.repo);
+    let body = doc.bytes.clone();
+    let make = move || -> Result<(Box<dyn Read + '_>, u64)> {
+        Ok((Box::new(io::Cursor::new(body.clone())), body.len() as u64))
+    };
+    let mut resp = client.send(
+        "PUT",
+        &path,
+        &[("Content-Type", doc.media_type.to_string())],
+        &r.push_scope(),
+        Some(&make),
+    )?;
+    if resp.status().as_u16() != 201 {
+        return Err(http_error(
+            r,
+            &format!("cannot put the manifest {reference}"),
+            &mut resp,
+        ));
+    }
+    Ok(())
+}
+
+fn push_image(
+    client: &Client,
+    r: &RegistryRef,
+    image: &Image,
+    manifest: &whittle_image::RawDoc,
+    reference: &str,
+    limits: &Limits,
+) -> Result<()> {
+    let blobs: Vec<Blob<'_>> = layout::blobs(image, manifest)
+        .into_iter()
+        .filter(|b| b.digest() != &manifest.digest)
+        .collect();
+    whittle_image::parallel::map_indexed(blobs.len(), 4, |i| {
+        push_blob(client, r, &blobs[i], limits)
+    })?;
+    put_manifest(client, r, manifest, reference)
 }
 
 /// Pushes `image` to `r`; returns the manifest digest.
@@ -387,32 +477,8 @@ pub fn write(
     }
     let client = Client::new(&r.host, opts)?;
     let manifest = image.manifest_doc();
-    let blobs: Vec<Blob<'_>> = layout::blobs(image, &manifest)
-        .into_iter()
-        .filter(|b| b.digest() != &manifest.digest)
-        .collect();
-    whittle_image::parallel::map_indexed(blobs.len(), 4, |i| {
-        push_blob(&client, r, &blobs[i], limits)
-    })?;
-    let path = format!(
-        "/v2/{}/manifests/{}",
-        r.repo,
-        r.tag.clone().unwrap_or_else(|| "latest".into())
-    );
-    let body = manifest.bytes.clone();
-    let make = move || -> Result<(Box<dyn Read + '_>, u64)> {
-        Ok((Box::new(io::Cursor::new(body.clone())), body.len() as u64))
-    };
-    let mut resp = client.send(
-        "PUT",
-        &path,
-        &[("Content-Type", manifest.media_type.to_string())],
-        &r.push_scope(),
-        Some(&make),
-    )?;
-    if resp.status().as_u16() != 201 {
-        return Err(http_error(r, "cannot put the manifest", &mut resp));
-    }
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    push_image(&client, r, image, &manifest, &tag, limits)?;
     Ok(manifest.digest)
 }
 
