@@ -24,6 +24,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.global.quiet {
+        whittle_image::progress::install(Box::new(output::Progress::new()));
+    }
     match commands::run(cli.command, &cli.global) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

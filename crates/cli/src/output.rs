@@ -23,3 +23,81 @@ pub fn human(bytes: u64) -> String {
         format!("{v:.1} {}", UNITS[unit])
     }
 }
+
+/// Draws one bar per transfer on a terminal, or prints a plain line per finished
+/// transfer otherwise.
+pub struct Progress {
+    bars: Option<indicatif::MultiProgress>,
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal, plain lines otherwise.
+    pub fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            bars: std::io::stderr()
+                .is_terminal()
+                .then(indicatif::MultiProgress::new),
+        }
+    }
+}
+
+struct BarTask(indicatif::ProgressBar);
+
+impl whittle_image::progress::Task for BarTask {
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish();
+    }
+}
+
+struct LineTask {
+    label: String,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+}
+
+impl whittle_image::progress::Task for LineTask {
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self) {
+        let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+        if done >= self.total && self.total > 0 {
+            eprintln!(
+                "  {}  {} in {:.1}s",
+                self.label,
+                human(done),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+impl whittle_image::progress::Reporter for Progress {
+    fn start(&self, label: &str, total: u64) -> Box<dyn whittle_image::progress::Task> {
+        // sha256:0123456789ab: enough to tell layers apart.
+        let short: String = label.chars().take(19).collect();
+        match &self.bars {
+            Some(multi) => {
+                let bar = multi.add(indicatif::ProgressBar::new(total));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_prefix(short);
+                Box::new(BarTask(bar))
+            }
+            None => Box::new(LineTask {
+                label: short,
+                total,
+                done: std::sync::atomic::AtomicU64::new(0),
+                started: std::time::Instant::now(),
+            }),
+        }
+    }
+}

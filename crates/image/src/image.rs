@@ -89,11 +89,21 @@ impl Layer {
     /// The uncompressed tar, verified against both the blob digest and the diff_id,
     /// and cut off with an error beyond `limits.max_layer_bytes`.
     pub fn open_tar(&self, limits: &Limits) -> Result<LayerTarReader<'_>> {
-        let decoder =
-            Decoder::new(self.open_blob()?, self.compression()?).map_err(|e| Error::BadLayer {
-                layer: self.descriptor.digest.clone(),
-                reason: format!("cannot start decompressing: {e}"),
-            })?;
+        let raw = self.store.open_raw(&self.descriptor.digest)?;
+        let tracked = crate::progress::track(
+            &self.descriptor.digest.to_string(),
+            self.descriptor.size,
+            raw,
+        );
+        let verified = VerifiedReader::new(
+            tracked,
+            self.descriptor.digest.clone(),
+            self.descriptor.size,
+        );
+        let decoder = Decoder::new(verified, self.compression()?).map_err(|e| Error::BadLayer {
+            layer: self.descriptor.digest.clone(),
+            reason: format!("cannot start decompressing: {e}"),
+        })?;
         Ok(LayerTarReader {
             decoder,
             hasher: Sha256::new(),

@@ -27,6 +27,7 @@ mod media;
 pub mod mutate;
 pub mod parallel;
 mod pgzip;
+pub mod progress;
 mod scratch;
 
 pub use blob::BlobStore;

@@ -195,7 +195,11 @@ impl Blob<'_> {
     /// Its bytes, verified as they stream (layers also against diff_id and `limits`).
     pub fn open(&self, limits: &Limits) -> Result<Box<dyn std::io::Read + Send + '_>> {
         Ok(match self {
-            Blob::Layer(l) => Box::new(l.open_blob_checked(limits)?),
+            Blob::Layer(l) => whittle_image::progress::track(
+                &l.descriptor.digest.to_string(),
+                l.descriptor.size,
+                l.open_blob_checked(limits)?,
+            ),
             Blob::Doc(d) => Box::new(&d.bytes[..]),
         })
     }
