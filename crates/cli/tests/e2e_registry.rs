@@ -888,3 +888,99 @@ fn multi_platform_index_push_and_pick() {
         );
     }
 }
+
+/// Large blobs go up in PATCH chunks (the size lowered here to 8 MiB), and come back
+/// byte for byte.
+#[test]
+fn chunked_upload_round_trip() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let src = oci_image(&fx.join("nginx-oci"), "latest");
+    let dst = reg.reference("chunks/nginx:v1");
+    let chunk = (8u64 << 20).to_string();
+    let pushed = ok(
+        &["copy", &oci_src(fx), &dst],
+        &[("WHITTLE_UPLOAD_CHUNK", &chunk)],
+    );
+    assert_eq!(pushed, src.manifest_digest);
+    let biggest = src
+        .layers()
+        .iter()
+        .filter_map(|l| l["size"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let patches = reg
+        .requests("PATCH", "/v2/chunks/nginx/blobs/uploads/")
+        .len() as u64;
+    assert!(
+        patches >= biggest.div_ceil(8 << 20),
+        "a {biggest}-byte layer should take at least {} chunks, saw {patches}",
+        biggest.div_ceil(8 << 20)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("pulled");
+    let pulled = ok(&["copy", &dst, &format!("oci:{}:x", layout.display())], &[]);
+    assert_eq!(pulled, src.manifest_digest);
+}
+
+/// A source blob that does not match its digest is refused before the registry
+/// has it under the tag: whole or in chunks.
+#[test]
+fn corrupt_source_blob_is_never_pushed() {
+    let Some(fx) = fixture() else { return };
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("copy");
+    ok(
+        &[
+            "copy",
+            &oci_src(fx),
+            &format!("oci:{}:latest", layout.display()),
+        ],
+        &[],
+    );
+    let src = oci_image(&layout, "latest");
+    let small = src
+        .layers()
+        .iter()
+        .min_by_key(|l| l["size"].as_u64().unwrap_or(u64::MAX))
+        .and_then(|l| l["digest"].as_str().map(String::from))
+        .unwrap();
+    let path = layout
+        .join("blobs/sha256")
+        .join(small.trim_start_matches("sha256:"));
+    let mut bytes = fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    for (repo, chunk) in [("corrupt/whole", None), ("corrupt/chunked", Some("262144"))] {
+        let dst = reg.reference(&format!("{repo}:v1"));
+        let envs: Vec<(&str, &str)> = chunk
+            .map(|c| vec![("WHITTLE_UPLOAD_CHUNK", c)])
+            .unwrap_or_default();
+        let out = run(
+            &["copy", &format!("oci:{}:latest", layout.display()), &dst],
+            &envs,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{repo}: a corrupt blob was pushed"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&small) || err.contains("digest"),
+            "{repo}: {err}"
+        );
+        let probe = run(&["inspect", &dst], &[]);
+        assert_eq!(
+            probe.status.code(),
+            Some(1),
+            "{repo}: the tag exists after a failed push"
+        );
+    }
+}

@@ -541,9 +541,26 @@ fn push_blob(client: &Client, r: &RegistryRef, blob: &Blob<'_>, limits: &Limits)
     }
     let location = client::header(&resp, "location")
         .ok_or_else(|| Error::invalid(r.to_string(), "the registry gave no upload location"))?;
+    let chunk = upload_chunk_size();
+    let location = if blob.size() > chunk {
+        upload_chunks(client, r, blob, limits, &scope, location, chunk)?
+    } else {
+        location
+    };
     let sep = if location.contains('?') { '&' } else { '?' };
     let url = format!("{location}{sep}digest={}", client::encode(&digest));
-    let make = || -> Result<(Box<dyn Read + '_>, u64)> { Ok((blob.open(limits)?, blob.size())) };
+    let whole = blob.size() <= chunk;
+    let make = || -> Result<(Box<dyn Read + '_>, u64)> {
+        if whole {
+            Ok((
+                Box::new(VerifiedToEnd::new(blob.open(limits)?, blob.size())),
+                blob.size(),
+            ))
+        } else {
+            // Everything went up in chunks: the PUT only closes the upload.
+            Ok((Box::new(io::empty()), 0))
+        }
+    };
     let mut resp = client.send(
         "PUT",
         &url,
@@ -555,6 +572,137 @@ fn push_blob(client: &Client, r: &RegistryRef, blob: &Blob<'_>, limits: &Limits)
         return Err(http_error(r, &format!("cannot upload {digest}"), &mut resp));
     }
     Ok(())
+}
+
+/// Blobs larger than this go up in `PATCH` chunks of this size (some registries and
+/// proxies cap request bodies). `WHITTLE_UPLOAD_CHUNK` (bytes) overrides it.
+fn upload_chunk_size() -> u64 {
+    std::env::var("WHITTLE_UPLOAD_CHUNK")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n >= 4096)
+        .unwrap_or(256 << 20)
+}
+
+/// Sends `blob` in chunks with `PATCH` and `Content-Range`, streaming through one
+/// verified reader; returns the upload location to close with the digest.
+fn upload_chunks(
+    client: &Client,
+    r: &RegistryRef,
+    blob: &Blob<'_>,
+    limits: &Limits,
+    scope: &str,
+    mut location: String,
+    chunk: u64,
+) -> Result<String> {
+    let source: Mutex<Box<dyn Read + Send + '_>> = Mutex::new(Box::new(VerifiedToEnd::new(
+        blob.open(limits)?,
+        blob.size(),
+    )));
+    let size = blob.size();
+    let mut offset = 0u64;
+    while offset < size {
+        let len = chunk.min(size - offset);
+        let sent = std::sync::atomic::AtomicBool::new(false);
+        let make = || -> Result<(Box<dyn Read + '_>, u64)> {
+            // A chunk is read from the stream once: it cannot be sent again.
+            if sent.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::invalid(
+                    r.to_string(),
+                    "a chunk upload failed and cannot be resent",
+                ));
+            }
+            let guard = source
+                .lock()
+                .map_err(|_| Error::invalid(r.to_string(), "the upload stream was lost"))?;
+            Ok((
+                Box::new(ChunkReader {
+                    inner: guard,
+                    left: len,
+                }),
+                len,
+            ))
+        };
+        let range = format!("{}-{}", offset, offset + len - 1);
+        let mut resp = client.send(
+            "PATCH",
+            &location,
+            &[
+                ("Content-Type", "application/octet-stream".to_string()),
+                ("Content-Range", range),
+            ],
+            scope,
+            Some(&make),
+        )?;
+        if resp.status().as_u16() != 202 {
+            return Err(http_error(
+                r,
+                &format!("cannot upload a chunk of {}", blob.digest()),
+                &mut resp,
+            ));
+        }
+        location = client::header(&resp, "location").ok_or_else(|| {
+            Error::invalid(r.to_string(), "the registry gave no location after a chunk")
+        })?;
+        offset += len;
+    }
+    Ok(location)
+}
+
+/// A blob stream that, on handing out its last byte, reads once more to reach
+/// the end, so that the digest (and diff_id) checks run before an HTTP client
+/// that stops at Content-Length has sent everything.
+struct VerifiedToEnd<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> VerifiedToEnd<R> {
+    fn new(inner: R, size: u64) -> Self {
+        VerifiedToEnd { inner, left: size }
+    }
+}
+
+impl<R: Read> Read for VerifiedToEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the blob is shorter than its size",
+            ));
+        }
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? != 0 {
+                return Err(io::Error::other("the blob is longer than its size"));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The next `left` bytes of a shared stream.
+struct ChunkReader<'g, 'b> {
+    inner: std::sync::MutexGuard<'g, Box<dyn Read + Send + 'b>>,
+    left: u64,
+}
+
+impl Read for ChunkReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
