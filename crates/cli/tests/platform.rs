@@ -126,3 +126,45 @@ fn copy_all_keeps_every_platform() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--platform"));
     assert!(!tmp.path().join("x.tar").exists());
 }
+
+/// Slimming a multi-platform source slims the chosen platform and says so.
+#[test]
+fn slim_of_an_index_says_which_platform() {
+    let Some(fx) = fixture() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    multi_platform_layout(fx, tmp.path());
+    let layout = tmp.path().join("multi");
+    let out_dir = tmp.path().join("slim");
+    let out = whittle()
+        .args(["--platform", "linux/arm64", "slim"])
+        .arg(format!("oci:{}:multi", layout.display()))
+        .arg(format!("oci:{}:slim", out_dir.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("has 2 platforms") && err.contains("slimming linux/arm64"),
+        "{err}"
+    );
+    let (code, out, e) = inspect_at(&out_dir, "slim");
+    assert_eq!(code, Some(0), "{e}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["architecture"], json!("arm64"));
+}
+
+fn inspect_at(layout: &std::path::Path, tag: &str) -> (Option<i32>, String, String) {
+    let out = whittle()
+        .args([
+            "inspect",
+            "--json",
+            &format!("oci:{}:{tag}", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

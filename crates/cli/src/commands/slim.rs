@@ -91,6 +91,9 @@ pub(super) fn write_slimmed(
     global: &Global,
     created_by: &str,
 ) -> Result<()> {
+    if !global.quiet {
+        say_platform(src, config_flags, global);
+    }
     let mut opts = mutate_options(global, config_flags, keep.compression)?;
     // The program analysed is the one the output will run.
     let edited = config::edit(
@@ -126,6 +129,36 @@ pub(super) fn write_slimmed(
         print_summary(&report, &view);
     }
     Ok(())
+}
+
+/// Says which platform of a multi-platform source is being slimmed.
+fn say_platform(src: &ImageRef, config_flags: &ConfigFlags, global: &Global) {
+    let Ok(opts) = super::open_options(config_flags, Compression::Gzip, global) else {
+        return;
+    };
+    if let Ok(Some(multi)) = whittle_transport::multi::open(src, &opts) {
+        let platform = global
+            .platform
+            .clone()
+            .unwrap_or_else(whittle_image::manifest::host_platform);
+        let all: Vec<String> = multi
+            .images
+            .iter()
+            .filter_map(|i| serde_json::from_slice::<serde_json::Value>(&i.config.bytes).ok())
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c["os"].as_str().unwrap_or("?"),
+                    c["architecture"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        eprintln!(
+            "{src} has {} platforms ({}); slimming {platform} (choose with --platform)",
+            all.len(),
+            all.join(", ")
+        );
+    }
 }
 
 fn print_summary(report: &whittle_slim::Report, view: &whittle_image::flatten::FlatView) {
