@@ -23,6 +23,9 @@ pub struct Global {
     /// The platform to take from a multi-platform image (default: this machine's).
     #[arg(long, global = true, value_name = "OS/ARCH[/VARIANT]", value_parser = whittle_image::Platform::parse)]
     pub platform: Option<whittle_image::Platform>,
+    /// A directory of extra CA certificates (*.crt) to trust for registries.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
     /// Verify registries' TLS certificates (false: also allow plain HTTP).
     #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
@@ -39,6 +42,7 @@ impl Global {
                 .transpose()?,
             authfile: self.authfile.clone(),
             insecure: !self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
         })
     }
 

@@ -73,8 +73,9 @@ impl Registry {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // `http:` comes last so that extra config indented under it (tls) lands there.
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
             dir.path().join("data").display()
         );
         if auth {
@@ -90,7 +91,12 @@ impl Registry {
                 htpasswd.display()
             ));
         }
-        config.push_str(extra_config);
+        if extra_config.starts_with("  ") {
+            config.push_str(&format!("http:\n  addr: 127.0.0.1:{port}\n{extra_config}"));
+        } else {
+            config.push_str(extra_config);
+            config.push_str(&format!("http:\n  addr: 127.0.0.1:{port}\n"));
+        }
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).unwrap();
         let log = dir.path().join("registry.log");
@@ -983,4 +989,111 @@ fn corrupt_source_blob_is_never_pushed() {
             "{repo}: the tag exists after a failed push"
         );
     }
+}
+
+/// A registry serving TLS with a private CA: refused without trust in it, reached with
+/// `--cert-dir` holding the CA, or with `--tls-verify=false`.
+#[test]
+fn tls_registry_with_cert_dir() {
+    let Some(fx) = fixture() else { return };
+    if !require_tools(&["docker-registry", "openssl"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A private CA and a server certificate for 127.0.0.1 signed by it.
+    let p = |n: &str| tmp.path().join(n);
+    let (key, cert, ca) = (p("tls.key"), p("tls.crt"), p("ca.crt"));
+    fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=whittle-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "tls.crt",
+    ]);
+    let Some(reg) = Registry::start_with(
+        false,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    ) else {
+        return;
+    };
+    let dst = reg.reference("tls/nginx:v1");
+    let out = run(&["copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "pushed to a registry whose CA is not trusted"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cert-dir"),
+        "the error should say how to trust the CA: {err}"
+    );
+
+    let certs = tmp.path().join("certs");
+    fs::create_dir(&certs).unwrap();
+    fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let certs = certs.to_str().unwrap();
+    let src = oci_image(&fx.join("nginx-oci"), "latest");
+    let pushed = ok(&["--cert-dir", certs, "copy", &oci_src(fx), &dst], &[]);
+    assert_eq!(pushed, src.manifest_digest);
+    let got = ok(&["--tls-verify=false", "inspect", "--json", &dst], &[]);
+    assert!(got.contains(&src.manifest_digest));
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ureq::http::{Request, Response};
@@ -25,6 +25,8 @@ pub struct RegistryOptions {
     pub authfile: Option<std::path::PathBuf>,
     /// `--tls-verify=false`: plain HTTP or unverified TLS for this registry.
     pub insecure: bool,
+    /// `--cert-dir`: extra CA certificates (`*.crt`) to trust besides the system's.
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 /// A body to send, made again for each attempt.
@@ -38,6 +40,43 @@ pub struct Client {
     creds: Option<Credentials>,
     /// `Authorization` values by scope (Bearer) or for all (Basic, under "").
     auth: Mutex<HashMap<String, String>>,
+    /// Why HTTPS failed when plain HTTP was chosen instead.
+    tls_error: Option<String>,
+}
+
+/// The system's CA certificates plus every `*.crt` in `dir`.
+fn roots_with(dir: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let mut certs = Vec::new();
+    let mut add = |path: &std::path::Path| -> Result<()> {
+        let pem = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+        for item in ureq::tls::parse_pem(&pem) {
+            if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                certs.push(c.to_owned());
+            }
+        }
+        Ok(())
+    };
+    for bundle in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        let p = std::path::Path::new(bundle);
+        if p.is_file() {
+            add(p)?;
+            break;
+        }
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io("cannot read --cert-dir", dir, e))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    files.sort();
+    for f in &files {
+        add(f)?;
+    }
+    Ok(certs)
 }
 
 /// True for hosts that are this machine: plain HTTP is allowed there.
@@ -47,11 +86,15 @@ fn is_local(host: &str) -> bool {
 }
 
 impl Client {
-    /// A client for `host` (`HOST[:PORT]`).
+    /// A client for `host` (`HOST[:PORT]`): HTTPS, falling back to plain HTTP
+    /// only for this machine's addresses or with `--tls-verify=false`.
     pub fn new(host: &str, opts: &RegistryOptions) -> Result<Client> {
-        let plain = is_local(host) || opts.insecure;
+        let roots = match &opts.cert_dir {
+            Some(dir) => ureq::tls::RootCerts::Specific(Arc::new(roots_with(dir)?)),
+            None => ureq::tls::RootCerts::PlatformVerifier,
+        };
         let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .root_certs(roots)
             .disable_verification(opts.insecure)
             .build();
         let config = Agent::config_builder()
@@ -62,16 +105,33 @@ impl Client {
             .max_idle_connections_per_host(8)
             .tls_config(tls)
             .build();
+        let agent = Agent::new_with_config(config);
         let creds = match &opts.creds {
             Some(c) => Some(c.clone()),
             None => super::auth::lookup(host, opts.authfile.as_deref())?,
         };
+        // Docker's rule: try HTTPS; fall back to HTTP where plain HTTP is allowed.
+        let may_be_plain = is_local(host) || opts.insecure;
+        let https = format!("https://{host}");
+        let mut tls_error = None;
+        let scheme_base = if !may_be_plain {
+            https
+        } else {
+            match agent.get(format!("{https}/v2/")).call() {
+                Ok(_) => https,
+                Err(e) => {
+                    tls_error = Some(e.to_string());
+                    format!("http://{host}")
+                }
+            }
+        };
         Ok(Client {
-            agent: Agent::new_with_config(config),
-            base: format!("{}://{host}", if plain { "http" } else { "https" }),
+            agent,
+            base: scheme_base,
             host: host.to_string(),
             creds,
             auth: Mutex::new(HashMap::new()),
+            tls_error,
         })
     }
 
@@ -172,6 +232,18 @@ impl Client {
                 let wait = header(&resp, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
                 backoff(attempt, wait);
                 continue;
+            }
+            // An HTTPS server answering plain HTTP: the real problem was the TLS handshake.
+            if status == 400 {
+                if let Some(tls) = &self.tls_error {
+                    return Err(Error::invalid(
+                        format!("docker://{}", self.host),
+                        format!(
+                            "the registry speaks HTTPS but the connection failed ({tls}); \
+                             trust its CA with --cert-dir DIR or skip verification with --tls-verify=false"
+                        ),
+                    ));
+                }
             }
             return Ok(resp);
         }
