@@ -46,7 +46,8 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
             let digest = whittle_transport::write_all(&dst, &multi, &write)
                 .with_context(|| format!("cannot write {dst}"))?;
             if !global.quiet {
-                eprintln!("wrote {dst} ({} platforms)", multi.images.len());
+                eprintln!("{} platforms:", multi.images.len());
+                super::say_written(&dst, &digest);
             }
             println!("{digest}");
             return Ok(());

@@ -119,10 +119,18 @@ pub fn write_output(dst: &ImageRef, image: &Image, global: &Global) -> Result<()
     let digest = whittle_transport::write(dst, image, &opts)
         .with_context(|| format!("cannot write {dst}"))?;
     if !global.quiet {
-        eprintln!("wrote {dst}");
+        say_written(dst, &digest);
     }
     println!("{digest}");
     Ok(())
+}
+
+/// `wrote DST`; for a registry, the reference by digest that pulls exactly this image.
+pub fn say_written(dst: &ImageRef, digest: &whittle_image::Digest) {
+    match dst {
+        ImageRef::Docker(r) => eprintln!("wrote {dst} (docker://{}/{}@{digest})", r.host, r.repo),
+        _ => eprintln!("wrote {dst}"),
+    }
 }
 
 /// Scratch space on the output's filesystem.
