@@ -23,6 +23,8 @@ pub struct InspectArgs {
 /// Runs `inspect`.
 pub fn run(a: InspectArgs, global: &Global) -> Result<()> {
     let r = parse_ref(&a.image)?;
+    // Sources may be downloaded to the temp directory: a signal must not leave them there.
+    crate::interrupt::install(&[]);
     crate::interrupt::install(&[]);
     let image = open_source(&r, &ConfigFlags::default(), Compression::None, global)?;
     let report =

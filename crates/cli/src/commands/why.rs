@@ -21,6 +21,8 @@ pub struct WhyArgs {
 /// Runs `why`.
 pub fn run(a: WhyArgs, global: &Global) -> Result<()> {
     let r = parse_ref(&a.image)?;
+    // Sources may be downloaded to the temp directory: a signal must not leave them there.
+    crate::interrupt::install(&[]);
     let image = open_source(
         &r,
         &ConfigFlags::default(),
