@@ -1251,3 +1251,45 @@ fn keep_pkgdb_lists_only_packages_with_files() {
         "scanners need os-release to name the distribution"
     );
 }
+
+// ----------------------------------------------------------------- logical layers
+
+/// `--layering packages`: two programs slimmed from one Debian base share a
+/// byte-identical bottom layer (the base's C library), and both still run.
+#[test]
+fn layering_packages_shares_the_bottom_layer() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempdir();
+    let mut cleanup = DockerCleanup::default();
+    let mut bottoms = Vec::new();
+    for name in ["cxx", "loader"] {
+        let out = tmp.path().join(format!("{name}.tar"));
+        let tag = format!("whittle-e2e/layered:{name}");
+        fresh_tag(&tag, &mut cleanup);
+        let report = tmp.path().join(format!("{name}.json"));
+        slim_ok(
+            &reference("docker-archive", &fx.slim.join(format!("{name}.tar")), None),
+            &out,
+            &tag,
+            Some(&report),
+            &["--layering".into(), "packages".into()],
+        );
+        let ids = archive_layers_diff_ids(&out);
+        assert_eq!(
+            ids.len(),
+            3,
+            "{name}: base, libraries, application layers: {ids:?}"
+        );
+        bottoms.push(ids[0].clone());
+        let kept = report_kept(&read_json(&report));
+        assert!(
+            kept.keys().any(|p| p.ends_with("/libc.so.6")),
+            "{name}: libc not kept"
+        );
+        docker_load(&out, &tag);
+        let (ok, got, err) = docker_run_offline(&tag);
+        assert!(ok, "{name} (layered) failed: {got} {err}");
+        assert_eq!(got, expected_output(fx.slim, name));
+    }
+    assert_eq!(bottoms[0], bottoms[1], "the bottom layers differ");
+}

@@ -228,6 +228,41 @@ pub fn write_view(
     opts: &MutateOptions,
     created_by: &str,
 ) -> Result<Image> {
+    write_layers(
+        image,
+        flat,
+        std::slice::from_ref(view),
+        generated,
+        scratch,
+        opts,
+        created_by,
+    )
+}
+
+/// Like [`write_view`], one layer per view, bottom first.
+pub fn write_layers(
+    image: &Image,
+    flat: &Flat,
+    views: &[FlatView],
+    generated: &BTreeMap<String, Vec<u8>>,
+    scratch: &Arc<Scratch>,
+    opts: &MutateOptions,
+    created_by: &str,
+) -> Result<Image> {
+    let mut layers = Vec::with_capacity(views.len());
+    for view in views {
+        layers.push(write_layer(flat, view, generated, scratch, opts)?);
+    }
+    new_image(image, layers, Some(created_by), opts)
+}
+
+fn write_layer(
+    flat: &Flat,
+    view: &FlatView,
+    generated: &BTreeMap<String, Vec<u8>>,
+    scratch: &Arc<Scratch>,
+    opts: &MutateOptions,
+) -> Result<Layer> {
     let generated_mtime = opts.source_date_epoch.unwrap_or(0);
     // The first path of each hard-link group (in output order) carries the data.
     let mut primary: HashMap<u64, &str> = HashMap::new();
@@ -275,6 +310,5 @@ pub fn write_view(
         }
     }
     let written = writer.finish()?;
-    let layer = adopt(scratch, written)?;
-    new_image(image, vec![layer], Some(created_by), opts)
+    adopt(scratch, written)
 }

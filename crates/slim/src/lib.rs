@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod image_root;
+pub mod layering;
 pub mod pkgdb;
 mod planner;
 pub mod reason;
@@ -69,6 +70,8 @@ pub struct SlimOptions {
     pub include_shell: bool,
     /// `--keep-pkgdb`.
     pub keep_pkgdb: bool,
+    /// `--layering packages`: split the output into base, libraries and application layers.
+    pub layering_packages: bool,
 }
 
 /// Slim (everything from analysis) or extract (what sits above a base).
@@ -93,6 +96,8 @@ pub struct Plan {
     pub generated: BTreeMap<String, Vec<u8>>,
     /// Every kept path with its reason chain, totals and warnings.
     pub report: Report,
+    /// With `--layering packages`: `view` split into layers, bottom first.
+    pub layers: Option<Vec<FlatView>>,
 }
 
 fn globs(patterns: &[String]) -> Result<GlobSet, SlimError> {
@@ -231,6 +236,9 @@ pub fn plan(
     if opts.keep_pkgdb {
         pkgdb_keep(&root, &mut keep, &mut generated, &mut warnings);
     }
+    if opts.layering_packages {
+        layering::keep_base_libraries(&root, &mut keep)?;
+    }
     let mut tmp_missing = false;
     if !keep.contains("/tmp") && !excluded(&excludes, "/tmp") {
         tmp_missing = root.node("/tmp").is_none();
@@ -278,8 +286,14 @@ pub fn plan(
             chain: keep.chain(p),
         })
         .collect();
+    let layers = if opts.layering_packages {
+        Some(layering::split_by_packages(&root, &view)?)
+    } else {
+        None
+    };
     Ok(Plan {
         view,
+        layers,
         generated,
         report: Report {
             source: None,

@@ -48,6 +48,8 @@ pub enum Reason {
     AddedAboveBase,
     /// `extract --base-libs all`.
     BaseLibs,
+    /// `--layering packages`: the base's C library, shared by images on this base.
+    BaseLayer,
 }
 
 impl Reason {
@@ -94,6 +96,7 @@ impl fmt::Display for Reason {
             Reason::PackageDatabase => write!(f, "package database"),
             Reason::AddedAboveBase => write!(f, "added above the base"),
             Reason::BaseLibs => write!(f, "--base-libs all"),
+            Reason::BaseLayer => write!(f, "--layering packages (the base's C library)"),
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct KeepFlags {
     /// Keep dpkg's status / apk's installed database, trimmed to the packages still present.
     #[arg(long)]
     keep_pkgdb: bool,
+    /// Split the output into layers images on one base share: `packages` = C library and
+    /// base files, other shared libraries, the application (from the dpkg database).
+    #[arg(long, value_name = "HOW", default_value = "none", value_parser = ["none", "packages"])]
+    layering: String,
     /// Write every kept path with its reason chain to this JSON file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -44,6 +48,7 @@ impl KeepFlags {
             excludes: self.exclude.clone(),
             include_shell: self.include_shell,
             keep_pkgdb: self.keep_pkgdb,
+            layering_packages: self.layering == "packages",
         }
     }
 }
@@ -111,13 +116,26 @@ pub(super) fn write_slimmed(
         view,
         generated,
         mut report,
+        layers,
     } = whittle_slim::plan(&flat, run_config, &keep.options(), mode)
         .with_context(|| format!("cannot slim {src}"))?;
     opts.overrides
         .labels
         .push((REPORT_LABEL.to_string(), report.to_label()));
-    let out = write_view(image, &flat, &view, &generated, &scratch, &opts, created_by)
-        .with_context(|| format!("cannot write the slimmed image of {src}"))?;
+    let out = match &layers {
+        Some(layers) => whittle_image::mutate::write_layers(
+            image, &flat, layers, &generated, &scratch, &opts, created_by,
+        ),
+        None => write_view(image, &flat, &view, &generated, &scratch, &opts, created_by),
+    }
+    .with_context(|| format!("cannot write the slimmed image of {src}"))?;
+    if let (Some(layers), false) = (&layers, global.quiet) {
+        let counts: Vec<String> = whittle_slim::layering::describe(layers)
+            .values()
+            .map(|n| n.to_string())
+            .collect();
+        eprintln!("layers (files, bottom first): {}", counts.join(", "));
+    }
     report.source = Some(src.to_string());
     if let Some(path) = &keep.report {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();

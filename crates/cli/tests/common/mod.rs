@@ -1309,8 +1309,9 @@ pub mod slim_e2e {
     ];
 
     /// The root reasons docs/CLI.md lists (besides `implicit: ...` and `--include P`).
-    const ROOT_REASONS: [&str; 8] = [
+    const ROOT_REASONS: [&str; 9] = [
         "entrypoint",
+        "--layering packages (the base's C library)",
         "--base-libs all",
         "WORKDIR",
         "VOLUME",
