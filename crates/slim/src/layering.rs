@@ -5,14 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use whittle_elf::root::{read_small, resolve};
+use whittle_elf::root::resolve;
 use whittle_elf::NodeKind;
 use whittle_image::entries::EntryKind;
 use whittle_image::flatten::FlatView;
 
 use crate::image_root::{absolute, ImageRoot};
 use crate::reason::{KeepSet, Reason};
-use crate::{pkgdb, SlimError};
+use crate::{dpkg, pkgdb, SlimError};
 
 /// Packages of the bottom layer: what every program on the base shares.
 fn is_base_package(name: &str) -> bool {
@@ -29,29 +29,16 @@ fn is_shared_library(path: &str) -> bool {
 
 /// Every path the dpkg database lists, with its package.
 fn listed(root: &ImageRoot<'_>) -> Option<Vec<(String, String)>> {
-    const MAX: usize = 256 << 20;
-    let status = resolve(root, pkgdb::DPKG_STATUS).ok()?;
-    let text = String::from_utf8_lossy(&read_small(root, &status.path, MAX).ok()?).into_owned();
-    let mut out = Vec::new();
-    for stanza in pkgdb::parse_dpkg_status(&text)
-        .into_iter()
-        .filter(|s| s.installed)
-    {
-        for name in pkgdb::dpkg_list_names(&stanza.name, stanza.arch.as_deref()) {
-            let path = format!("{}/{name}", pkgdb::DPKG_INFO_DIR);
-            let Ok(list) = resolve(root, &path) else {
-                continue;
-            };
-            let Ok(bytes) = read_small(root, &list.path, MAX) else {
-                continue;
-            };
-            for f in pkgdb::parse_dpkg_list(&String::from_utf8_lossy(&bytes)) {
-                out.push((f, stanza.name.clone()));
-            }
-            break;
-        }
-    }
-    Some(out)
+    let status = dpkg::read_text(root, pkgdb::DPKG_STATUS)?;
+    Some(
+        dpkg::installed(root, &status)
+            .into_iter()
+            .flat_map(|p| {
+                let name = p.name;
+                p.files.into_iter().map(move |f| (f, name.clone()))
+            })
+            .collect(),
+    )
 }
 
 fn no_database() -> SlimError {
@@ -110,33 +97,32 @@ pub fn split_by_packages(
             Some(_) if is_shared_library(&path) => 1,
             _ => 2,
         };
-        tiers[tier].nodes.insert(key.clone(), node.clone());
-        // Its directories, with their own metadata, in the same layer.
-        let mut dir = key.as_str();
-        while let Some((parent, _)) = dir.rsplit_once('/') {
-            if let Some(d) = view.nodes.get(parent) {
-                tiers[tier].nodes.insert(parent.to_string(), d.clone());
-            }
-            dir = parent;
-        }
+        add_with_parents(&mut tiers[tier], view, key);
     }
     // Directories kept for their own sake (WORKDIR, /tmp, ...) go with the application.
     for (key, node) in &view.nodes {
         if node.kind == EntryKind::Dir && !tiers.iter().any(|t| t.nodes.contains_key(key)) {
-            tiers[2].nodes.insert(key.clone(), node.clone());
-            let mut dir = key.as_str();
-            while let Some((parent, _)) = dir.rsplit_once('/') {
-                if let Some(d) = view.nodes.get(parent) {
-                    tiers[2].nodes.insert(parent.to_string(), d.clone());
-                }
-                dir = parent;
-            }
+            add_with_parents(&mut tiers[2], view, key);
         }
     }
     Ok(tiers
         .into_iter()
         .filter(|t| !t.nodes.is_empty())
         .collect::<Vec<_>>())
+}
+
+/// Puts `key` into `layer` with its directories, each with its own metadata from `view`.
+fn add_with_parents(layer: &mut FlatView, view: &FlatView, key: &str) {
+    let mut at = key;
+    loop {
+        if let Some(node) = view.nodes.get(at) {
+            layer.nodes.insert(at.to_string(), node.clone());
+        }
+        match at.rsplit_once('/') {
+            Some((parent, _)) => at = parent,
+            None => break,
+        }
+    }
 }
 
 /// How many files each layer of a split holds, for the summary.

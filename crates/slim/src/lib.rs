@@ -7,6 +7,7 @@
 //! needed it, so every decision can be explained.
 #![deny(missing_docs)]
 
+mod dpkg;
 mod image_root;
 pub mod layering;
 pub mod pkgdb;
@@ -348,39 +349,23 @@ fn pkgdb_keep(
     generated: &mut BTreeMap<String, Vec<u8>>,
     warnings: &mut Vec<String>,
 ) {
-    use whittle_elf::root::{read_small, resolve};
+    use whittle_elf::root::resolve;
     use whittle_elf::NodeKind;
-    const MAX_DB: usize = 256 << 20;
     let kept_file = |keep: &KeepSet, path: &str| -> bool {
         match resolve(root, path) {
             Ok(r) => r.kind != NodeKind::Dir && keep.contains(&r.path),
             Err(_) => false,
         }
     };
-    let read = |path: &str| -> Option<String> {
-        let r = resolve(root, path).ok()?;
-        let bytes = read_small(root, &r.path, MAX_DB).ok()?;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
-    };
+    let read = |path: &str| dpkg::read_text(root, path);
     let mut found = false;
     if let Some(status) = read(pkgdb::DPKG_STATUS) {
         found = true;
-        let mut lists: BTreeMap<(String, Option<String>), (String, Vec<String>)> = BTreeMap::new();
-        for stanza in pkgdb::parse_dpkg_status(&status)
-            .into_iter()
-            .filter(|s| s.installed)
-        {
-            for name in pkgdb::dpkg_list_names(&stanza.name, stanza.arch.as_deref()) {
-                let path = format!("{}/{name}", pkgdb::DPKG_INFO_DIR);
-                if let Some(text) = read(&path) {
-                    lists.insert(
-                        (stanza.name.clone(), stanza.arch.clone()),
-                        (path, pkgdb::parse_dpkg_list(&text)),
-                    );
-                    break;
-                }
-            }
-        }
+        let lists: BTreeMap<(String, Option<String>), (String, Vec<String>)> =
+            dpkg::installed(root, &status)
+                .into_iter()
+                .map(|p| ((p.name, p.arch), (p.list_path, p.files)))
+                .collect();
         let has_files = |name: &str, arch: Option<&str>| {
             lists
                 .get(&(name.to_string(), arch.map(String::from)))

@@ -58,7 +58,7 @@ fn get_json(engine: &Engine, id: &str, path: &str, what: &str) -> Result<Value> 
 /// image and how many of its layers are the container's image (the base).
 pub fn open(id: &str, scratch_parent: &Path) -> Result<(Image, usize)> {
     let engine = Engine::from_env()?;
-    let q = crate::registry::client::encode(id);
+    let q = crate::encode_query(id);
     let info = get_json(&engine, id, &format!("/containers/{q}/json"), "description")?;
     let image_id = info["Image"]
         .as_str()

@@ -11,30 +11,8 @@ use std::sync::Arc;
 use whittle_image::{Digest, Image, Limits, Scratch};
 
 use crate::engine::Engine;
+use crate::reference::with_default_tag;
 use crate::{docker_archive, Error, Result};
-
-/// `NAME` with `:latest` added when it has neither a tag nor a digest.
-pub fn with_default_tag(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 fn location(name: &str) -> String {
     format!("docker-daemon:{name}")
@@ -45,7 +23,11 @@ fn location(name: &str) -> String {
 pub fn open(name: &str, scratch_parent: &Path) -> Result<Image> {
     let name = with_default_tag(name);
     let engine = Engine::from_env()?;
-    let mut resp = engine.request("GET", &format!("/images/get?names={}", encode(&name)), None)?;
+    let mut resp = engine.request(
+        "GET",
+        &format!("/images/get?names={}", crate::encode_query(&name)),
+        None,
+    )?;
     match resp.status {
         200 => {}
         404 => {
@@ -152,6 +134,6 @@ mod tests {
             "localhost:5000/app:latest"
         );
         assert_eq!(with_default_tag("app@sha256:ab"), "app@sha256:ab");
-        assert_eq!(encode("a/b:c"), "a%2Fb%3Ac");
+        assert_eq!(crate::encode_query("a/b:c"), "a%2Fb%3Ac");
     }
 }

@@ -19,6 +19,7 @@ use whittle_image::{
 };
 
 use crate::layout;
+use crate::reference::with_default_tag;
 use crate::tarfile::{ArchiveStore, ArchiveWriter, Owner, TarIndex};
 use crate::{Error, Result};
 
@@ -28,15 +29,6 @@ struct SaveEntry {
     config: String,
     repo_tags: Option<Vec<String>>,
     layers: Vec<String>,
-}
-
-fn with_default_tag(r: &str) -> String {
-    let last = r.rsplit('/').next().unwrap_or(r);
-    if last.contains(':') || last.contains('@') {
-        r.to_string()
-    } else {
-        format!("{r}:latest")
-    }
 }
 
 /// Reads the image `reference` names (or the only one) from `file`.

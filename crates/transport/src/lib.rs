@@ -161,6 +161,19 @@ pub fn output_parent(r: &ImageRef) -> PathBuf {
     }
 }
 
+/// Percent-encodes a URL query value (registry and Engine API requests).
+pub(crate) fn encode_query(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Writes the members of an OCI layout (blobs, `index.json`, `oci-layout`) into an archive.
 pub(crate) fn write_layout_members(
     out: &mut tarfile::ArchiveWriter,

@@ -58,6 +58,16 @@ pub enum ImageRef {
     },
 }
 
+/// `NAME` with `:latest` added when it has neither a tag nor a digest.
+pub fn with_default_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
 fn split_path(input: &str, rest: &str) -> Result<(PathBuf, Option<String>)> {
     let (path, suffix) = match rest.split_once(':') {
         Some((p, s)) => (p, Some(s.to_string())),

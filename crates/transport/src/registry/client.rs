@@ -265,14 +265,14 @@ impl Client {
                 })?;
                 let mut query = Vec::new();
                 if let Some(s) = params.get("service") {
-                    query.push(format!("service={}", encode(s)));
+                    query.push(format!("service={}", crate::encode_query(s)));
                 }
                 let wanted = params
                     .get("scope")
                     .cloned()
                     .unwrap_or_else(|| scope.to_string());
                 for s in wanted.split(' ').filter(|s| !s.is_empty()) {
-                    query.push(format!("scope={}", encode(s)));
+                    query.push(format!("scope={}", crate::encode_query(s)));
                 }
                 let url = if query.is_empty() {
                     realm.clone()
@@ -394,19 +394,6 @@ fn parse_challenge(s: &str) -> (String, HashMap<String, String>) {
         rest = tail.trim_start().trim_start_matches(',').trim_start();
     }
     (scheme.to_string(), params)
-}
-
-/// Percent-encodes a query value.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

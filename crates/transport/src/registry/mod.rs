@@ -382,6 +382,18 @@ pub fn open_top(
     Ok((store, desc))
 }
 
+/// The client and tag for a push to `r` (a digest alone names no tag).
+fn push_target(r: &RegistryRef, opts: &RegistryOptions) -> Result<(Client, String)> {
+    if r.digest.is_some() && r.tag.is_none() {
+        return Err(Error::invalid(
+            r.to_string(),
+            "push to a tag (NAME:TAG), not a digest",
+        ));
+    }
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    Ok((Client::new(&r.host, opts)?, tag))
+}
+
 /// Pushes every platform of `multi`: each image under its digest, then the index under the tag.
 pub fn write_all(
     r: &RegistryRef,
@@ -389,13 +401,7 @@ pub fn write_all(
     opts: &RegistryOptions,
     limits: &Limits,
 ) -> Result<Digest> {
-    if r.digest.is_some() && r.tag.is_none() {
-        return Err(Error::invalid(
-            r.to_string(),
-            "push to a tag (NAME:TAG), not a digest",
-        ));
-    }
-    let client = Client::new(&r.host, opts)?;
+    let (client, tag) = push_target(r, opts)?;
     for image in &multi.images {
         let manifest = image.manifest_doc();
         push_image(
@@ -407,12 +413,7 @@ pub fn write_all(
             limits,
         )?;
     }
-    put_manifest(
-        &client,
-        r,
-        &multi.index,
-        &r.tag.clone().unwrap_or_else(|| "latest".into()),
-    )?;
+    put_manifest(&client, r, &multi.index, &tag)?;
     Ok(multi.index.digest.clone())
 }
 
@@ -469,15 +470,8 @@ pub fn write(
     opts: &RegistryOptions,
     limits: &Limits,
 ) -> Result<Digest> {
-    if r.digest.is_some() && r.tag.is_none() {
-        return Err(Error::invalid(
-            r.to_string(),
-            "push to a tag (NAME:TAG), not a digest",
-        ));
-    }
-    let client = Client::new(&r.host, opts)?;
+    let (client, tag) = push_target(r, opts)?;
     let manifest = image.manifest_doc();
-    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     push_image(&client, r, image, &manifest, &tag, limits)?;
     Ok(manifest.digest)
 }
@@ -518,8 +512,8 @@ fn push_blob(client: &Client, r: &RegistryRef, blob: &Blob<'_>, limits: &Limits)
         Some(from) => format!(
             "/v2/{}/blobs/uploads/?mount={}&from={}",
             r.repo,
-            client::encode(&digest),
-            client::encode(from)
+            crate::encode_query(&digest),
+            crate::encode_query(from)
         ),
         None => format!("/v2/{}/blobs/uploads/", r.repo),
     };
@@ -548,7 +542,7 @@ fn push_blob(client: &Client, r: &RegistryRef, blob: &Blob<'_>, limits: &Limits)
         location
     };
     let sep = if location.contains('?') { '&' } else { '?' };
-    let url = format!("{location}{sep}digest={}", client::encode(&digest));
+    let url = format!("{location}{sep}digest={}", crate::encode_query(&digest));
     let whole = blob.size() <= chunk;
     let make = || -> Result<(Box<dyn Read + '_>, u64)> {
         if whole {
