@@ -17,26 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::docker_e2e::{
-    docker, docker_archive_image, docker_ok, fixture, norm, oci_image, read_blob, require_tools,
-    serve_and_fetch, sha256_file, sha256_hex, tar_member_digests, tree_diff, tree_from_dir,
-    tree_from_tar, whittle, whittle_ok, DockerCleanup, Node,
+    docker, docker_archive_image, docker_ok, fixture, norm, oci_image, read_blob, reference,
+    require_tools, serve_and_fetch, sha256_file, sha256_hex, tar_member_digests, tree_diff,
+    tree_from_dir, tree_from_tar, whittle, whittle_ok, DockerCleanup, Node,
 };
 use serde_json::Value;
 
 const PAGE: &str = "whittle test page";
-
-/// `PREFIX:PATH` or `PREFIX:PATH:SUFFIX`, as a whittle/skopeo reference.
-fn reference(transport: &str, path: &Path, suffix: Option<&str>) -> String {
-    let p = path.to_str().expect("UTF-8 temp path");
-    assert!(
-        !p.contains(':'),
-        "path {p:?} would be ambiguous in a reference"
-    );
-    match suffix {
-        Some(s) => format!("{transport}:{p}:{s}"),
-        None => format!("{transport}:{p}"),
-    }
-}
 
 fn tempdir() -> tempfile::TempDir {
     // Names stay free of ':' (see `reference`).

@@ -24,10 +24,10 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::docker_e2e::{docker, read_json, serve_and_fetch, DockerCleanup};
+use common::docker_e2e::{docker, read_json, reference, serve_and_fetch, DockerCleanup};
 use common::slim_e2e::{
     archive_has_blob, archive_layers, dir_entries, docker_image_inspect, docker_load,
-    docker_run_offline, expected_output, first_lines, fixtures, nginx_include_args, reference,
+    docker_run_offline, expected_output, first_lines, fixtures, nginx_include_args,
     report_chain_problems, report_kept, report_undocumented_reasons, run_whittle, tar_names,
     tempdir, unpack_single_layer, Fixtures, Kept, Run, PAGE,
 };

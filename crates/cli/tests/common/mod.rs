@@ -29,6 +29,19 @@ pub mod docker_e2e {
     /// test in its own process).
     pub const FIXTURE_LOCK: &str = "/tmp/whittle-fixture.lock";
 
+    /// `TRANSPORT:PATH` or `TRANSPORT:PATH:SUFFIX`.
+    pub fn reference(transport: &str, path: &Path, suffix: Option<&str>) -> String {
+        let p = path.to_str().expect("UTF-8 path");
+        assert!(
+            !p.contains(':'),
+            "path {p:?} would be ambiguous in a reference"
+        );
+        match suffix {
+            Some(s) => format!("{transport}:{p}:{s}"),
+            None => format!("{transport}:{p}"),
+        }
+    }
+
     /// The cargo workspace root (two levels above crates/cli).
     pub fn workspace_root() -> PathBuf {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -943,19 +956,6 @@ pub mod slim_e2e {
     }
 
     // ---------------------------------------------------------------- references
-
-    /// `TRANSPORT:PATH` or `TRANSPORT:PATH:SUFFIX`.
-    pub fn reference(transport: &str, path: &Path, suffix: Option<&str>) -> String {
-        let p = path.to_str().expect("UTF-8 path");
-        assert!(
-            !p.contains(':'),
-            "path {p:?} would be ambiguous in a reference"
-        );
-        match suffix {
-            Some(s) => format!("{transport}:{p}:{s}"),
-            None => format!("{transport}:{p}"),
-        }
-    }
 
     /// A temporary directory whose name has no ':' (see `reference`).
     pub fn tempdir() -> tempfile::TempDir {
