@@ -1,0 +1,176 @@
+//! The sandbox and tracer on a busybox root made here (needs root and busybox-static;
+//! skips with a reason only where they cannot exist).
+
+use std::path::Path;
+use std::time::Duration;
+
+use whittle_trace::{run, Exit, Network, Probes, RunOptions, Sandbox, TcpProbe};
+
+fn skip_reason() -> Option<String> {
+    if let Err(e) = whittle_trace::check_supported() {
+        return Some(e.to_string());
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("/bin/busybox is missing (install busybox-static)".into());
+    }
+    None
+}
+
+macro_rules! require {
+    () => {
+        if let Some(why) = skip_reason() {
+            assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+fn busybox_root(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "ls", "sleep", "nc", "echo", "touch"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(dir.join("etc/greeting"), "hello from the image\n").unwrap();
+}
+
+fn sandbox(root: &Path, script: &str) -> Sandbox {
+    Sandbox {
+        root: root.to_path_buf(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/bin".into()],
+        path: vec!["/bin".into()],
+        workdir: "/".into(),
+        uid: 0,
+        gid: 0,
+        groups: vec![0],
+        network: Network::Loopback,
+        hostname: "whittle".into(),
+    }
+}
+
+fn options(log: &Path, probes: Probes) -> RunOptions {
+    RunOptions {
+        probes,
+        exposed_ports: vec![],
+        stop_signal: libc::SIGTERM,
+        stop_timeout: Duration::from_secs(1),
+        ready_timeout: Duration::from_secs(10),
+        log_dir: log.to_path_buf(),
+    }
+}
+
+#[test]
+fn traces_a_script_and_its_children() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let probes = Probes {
+        duration: Some(Duration::from_secs(20)),
+        ..Probes::default()
+    };
+    let out = run(
+        sandbox(&root, "cat /etc/greeting; cd /etc && cat ./passwd >/dev/null; (cat /etc/missing 2>/dev/null; true) & wait; hostname=$(cat /proc/sys/kernel/hostname); echo host=$hostname"),
+        &options(&dir.path().join("log"), probes),
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(&out.log).unwrap();
+    assert_eq!(out.exit, Some(Exit::Code(0)), "{log}");
+    assert!(!out.stopped, "the script ends by itself");
+    assert!(log.contains("hello from the image"), "{log}");
+    assert!(log.contains("host=whittle"), "{log}");
+    let paths = &out.trace.paths;
+    for p in ["/etc/greeting", "/etc/passwd", "/etc/missing", "/bin/sh"] {
+        assert!(
+            paths.contains_key(p),
+            "{p} not traced: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    // A relative path is resolved against the process's working directory.
+    assert!(!paths.contains_key("./passwd"));
+    assert!(out.trace.processes >= 2, "{:?}", out.trace.processes);
+}
+
+#[test]
+fn a_program_that_ignores_sigterm_is_killed() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let out = run(
+        sandbox(&root, "trap '' TERM; sh -c \"trap '' TERM; while true; do sleep 1; done\" & while true; do sleep 1; done"),
+        &options(&dir.path().join("log"), Probes::default()),
+    )
+    .unwrap();
+    assert!(out.stopped && out.killed, "{out:?}");
+    assert_eq!(out.exit, Some(Exit::Signal(libc::SIGKILL)));
+    // Nothing from the run is left: no process has the root as its root.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(link) = std::fs::read_link(entry.path().join("root")) {
+            assert!(
+                !link.starts_with(&root),
+                "{} still runs in the sandbox",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn probes_reach_the_program_only_inside_its_network() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let probes = Probes {
+        tcp: vec![TcpProbe::parse("7007:ping").unwrap()],
+        exec: vec![
+            vec!["cat".into(), "/etc/greeting".into()],
+            vec!["/bin/nosuch".into()],
+        ],
+        ..Probes::default()
+    };
+    // The same port on the host stays free: the program listens in its own namespace.
+    let host = std::net::TcpListener::bind("127.0.0.1:7007");
+    let out = run(
+        sandbox(&root, "exec nc -ll -p 7007 -e /bin/cat"),
+        &options(&dir.path().join("log"), probes),
+    )
+    .unwrap();
+    assert!(host.is_ok(), "port 7007 on the host was taken");
+    assert_eq!(out.probes.len(), 3, "{:?}", out.probes);
+    assert_eq!(
+        out.probes[0].summary, "replied \"ping\"",
+        "{:?}",
+        out.probes
+    );
+    assert!(out.probes[1].ok, "{:?}", out.probes[1]);
+    assert!(!out.probes[2].ok);
+    assert!(
+        out.probes[2].summary.contains("cannot start /bin/nosuch"),
+        "{:?}",
+        out.probes[2]
+    );
+    assert!(out.stopped);
+    assert!(
+        out.trace.paths.contains_key("/etc/greeting"),
+        "the exec probe is traced too"
+    );
+}
+
+#[test]
+fn a_missing_program_is_an_error_in_words() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let mut s = sandbox(&root, "");
+    s.argv = vec!["nosuch".into()];
+    let err = run(s, &options(&dir.path().join("log"), Probes::default())).unwrap_err();
+    assert!(err.to_string().contains("cannot start nosuch"), "{err}");
+}
