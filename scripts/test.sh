@@ -17,6 +17,11 @@ flock /tmp/whittle-fixture.lock bash tests/fixtures/nginx-image.sh "$WHITTLE_FIX
 export WHITTLE_SLIM_FIXTURES=${WHITTLE_SLIM_FIXTURES:-$PWD/target/fixtures/slim}
 echo "test: building the slim fixtures in $WHITTLE_SLIM_FIXTURES (cached)" >&2
 flock /tmp/whittle-fixture.lock bash tests/fixtures/slim-images.sh "$WHITTLE_SLIM_FIXTURES" "$WHITTLE_FIXTURES"
+# The images for the run-time tracing tests (dlopen, a TCP echo server, a batch job, a
+# forking script, a SIGTERM-ignoring script), also on the nginx fixture's Debian base.
+export WHITTLE_TRACE_FIXTURES=${WHITTLE_TRACE_FIXTURES:-$PWD/target/fixtures/trace}
+echo "test: building the trace fixtures in $WHITTLE_TRACE_FIXTURES (cached)" >&2
+flock /tmp/whittle-fixture.lock bash tests/fixtures/trace-images.sh "$WHITTLE_TRACE_FIXTURES" "$WHITTLE_FIXTURES"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

@@ -113,6 +113,14 @@ pub enum Error {
         /// Its media type.
         media_type: String,
     },
+    /// A path of a flattened filesystem that cannot be written to disk as it is.
+    #[error("cannot unpack /{path}: {reason}")]
+    Unpack {
+        /// The path, relative to the image root.
+        path: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// The image config and manifest disagree on the number of layers.
     #[error("the manifest lists {layers} layers but the config lists {diff_ids} diff_ids")]
     LayerCountMismatch {
@@ -165,6 +173,10 @@ impl Error {
                 layer: layer.clone(),
                 what,
                 limit: *limit,
+            },
+            Error::Unpack { path, reason } => Error::Unpack {
+                path: path.clone(),
+                reason: reason.clone(),
             },
             _ => return None,
         })

@@ -29,6 +29,7 @@ pub mod parallel;
 mod pgzip;
 pub mod progress;
 mod scratch;
+pub mod unpack;
 
 pub use blob::BlobStore;
 pub use digest::{Digest, HashingReader, HashingWriter};

@@ -24,7 +24,7 @@ use whittle_image::mutate::Flat;
 
 pub use image_root::ImageRoot;
 pub use planner::{RunConfig, DEFAULT_PATH};
-pub use reason::{KeepSet, Reason};
+pub use reason::{Finder, KeepSet, Reason};
 pub use report::{KeptPath, Report, Totals, REPORT_LABEL};
 
 use image_root::{absolute, key};
@@ -73,6 +73,9 @@ pub struct SlimOptions {
     pub keep_pkgdb: bool,
     /// `--layering packages`: split the output into base, libraries and application layers.
     pub layering_packages: bool,
+    /// Paths a traced run named (absolute, as the program saw them) and the
+    /// program that named each; those in the image are kept.
+    pub traced: BTreeMap<String, String>,
 }
 
 /// Slim (everything from analysis) or extract (what sits above a base).
@@ -220,6 +223,11 @@ pub fn plan(
     }
     // After the programs: NSS modules depend on which C library they use.
     planner.implicit();
+    for (path, by) in &opts.traced {
+        planner.keep_traced(path, by);
+    }
+    planner.drain();
+    let traced_hits = std::mem::take(&mut planner.traced_hits);
 
     let mut keep = std::mem::take(&mut planner.keep);
     let mut warnings = std::mem::take(&mut planner.warnings);
@@ -281,10 +289,18 @@ pub fn plan(
     let kept = keep
         .iter()
         .filter(|(p, _)| view.nodes.contains_key(key(p)))
-        .map(|(p, r)| KeptPath {
-            path: p.clone(),
-            reason: r.to_string(),
-            chain: keep.chain(p),
+        .map(|(p, r)| {
+            let mut found_by = vec![keep.finder(p)];
+            if traced_hits.contains(p.as_str()) && !found_by.contains(&Finder::Trace) {
+                found_by.push(Finder::Trace);
+            }
+            found_by.sort();
+            KeptPath {
+                path: p.clone(),
+                reason: r.to_string(),
+                chain: keep.chain(p),
+                found_by: found_by.iter().map(|f| f.name().to_string()).collect(),
+            }
         })
         .collect();
     let layers = if opts.layering_packages {

@@ -127,6 +127,8 @@ pub struct Planner<'a> {
     pub keep: KeepSet,
     /// Things the user should know: unresolved libraries, dangling links.
     pub warnings: Vec<String>,
+    /// Paths kept (or already kept) because the trace named them, links crossed included.
+    pub traced_hits: std::collections::BTreeSet<String>,
     queue: VecDeque<Work>,
     glibc_program: Option<String>,
     libgcc_done: bool,
@@ -148,6 +150,7 @@ impl<'a> Planner<'a> {
             config,
             keep: KeepSet::default(),
             warnings: Vec::new(),
+            traced_hits: Default::default(),
             queue: VecDeque::new(),
             glibc_program: None,
             libgcc_done: false,
@@ -452,6 +455,35 @@ impl<'a> Planner<'a> {
                     _ => {
                         self.keep.insert(&path, Reason::InTree(dir.clone()));
                     }
+                }
+            }
+        }
+    }
+
+    /// Keeps a path the traced run named, if the image has it (the run's own
+    /// files and the kernel's `/proc`, `/sys`, `/dev` are not the image's). A
+    /// file brings its closure; a directory only itself (what the program
+    /// read inside it was traced too).
+    pub fn keep_traced(&mut self, path: &str, by: &str) {
+        const NOT_THE_IMAGE: &[&str] = &["/proc", "/sys", "/dev"];
+        if NOT_THE_IMAGE
+            .iter()
+            .any(|d| path == *d || path.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+        {
+            return;
+        }
+        let reason = || Reason::Traced(by.to_string());
+        match resolve(self.root, path) {
+            Ok(r) => {
+                self.traced_hits.extend(r.links.iter().cloned());
+                self.traced_hits.insert(r.path.clone());
+                self.keep_resolved(&r, reason(), None);
+            }
+            Err(_) => {
+                // A dangling link the program looked at is part of what it saw.
+                if let Some(NodeKind::Symlink(_)) = self.root.lstat(path) {
+                    self.traced_hits.insert(path.to_string());
+                    self.keep.insert(path, reason());
                 }
             }
         }

@@ -50,6 +50,30 @@ pub enum Reason {
     BaseLibs,
     /// `--layering packages`: the base's C library, shared by images on this base.
     BaseLayer,
+    /// Named by a file syscall of this program while it ran under trace.
+    Traced(String),
+}
+
+/// Which part of whittle found a kept path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Finder {
+    /// Static analysis of the image.
+    Static,
+    /// The run-time trace.
+    Trace,
+    /// `--include` (and `--include-shell`).
+    Include,
+}
+
+impl Finder {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Finder::Static => "static",
+            Finder::Trace => "trace",
+            Finder::Include => "include",
+        }
+    }
 }
 
 impl Reason {
@@ -97,6 +121,8 @@ impl fmt::Display for Reason {
             Reason::AddedAboveBase => write!(f, "added above the base"),
             Reason::BaseLibs => write!(f, "--base-libs all"),
             Reason::BaseLayer => write!(f, "--layering packages (the base's C library)"),
+            Reason::Traced(by) if by.is_empty() => write!(f, "used at run time"),
+            Reason::Traced(by) => write!(f, "used at run time by {by}"),
         }
     }
 }
@@ -140,6 +166,32 @@ impl KeepSet {
     /// True when nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
+    }
+
+    /// The reason at the end of `path`'s chain: what started it.
+    pub fn root(&self, path: &str) -> Option<&Reason> {
+        let mut seen = vec![path];
+        let mut reason = self.paths.get(path)?;
+        while let Some(next) = reason.from() {
+            if seen.contains(&next) {
+                break;
+            }
+            seen.push(next);
+            match self.paths.get(next) {
+                Some(r) => reason = r,
+                None => break,
+            }
+        }
+        Some(reason)
+    }
+
+    /// Which part of whittle found `path` (by the root of its chain).
+    pub fn finder(&self, path: &str) -> Finder {
+        match self.root(path) {
+            Some(Reason::Traced(_)) => Finder::Trace,
+            Some(Reason::Include(_) | Reason::IncludeShell) => Finder::Include,
+            _ => Finder::Static,
+        }
     }
 
     /// The reason chain of `path`: its reason, the reason of the path that
@@ -186,6 +238,11 @@ mod tests {
                 "entrypoint"
             ]
         );
+        assert_eq!(k.root("/lib/libssl.so.3"), Some(&Reason::Entrypoint));
+        k.insert("/lib/libz.so.1", Reason::Traced("/app".into()));
+        k.insert("/lib/libz.so.1.3", Reason::TargetOf("/lib/libz.so.1".into()));
+        assert_eq!(k.finder("/lib/libz.so.1.3"), Finder::Trace);
+        assert_eq!(k.finder("/lib/libssl.so.3"), Finder::Static);
         // A cycle ends instead of looping.
         k.insert("/a", Reason::SymlinkTo("/b".into()));
         k.insert("/b", Reason::TargetOf("/a".into()));

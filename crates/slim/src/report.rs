@@ -30,6 +30,9 @@ pub struct KeptPath {
     pub reason: String,
     /// The path, its reason, and the reasons of the paths that needed it, to a root reason.
     pub chain: Vec<String>,
+    /// Which parts of whittle found it: `static`, `trace`, `include`.
+    #[serde(default)]
+    pub found_by: Vec<String>,
 }
 
 /// What slim or extract did.
@@ -109,6 +112,7 @@ mod tests {
                 path: "/bin/app".into(),
                 reason: "entrypoint".into(),
                 chain: vec!["/bin/app".into(), "entrypoint".into()],
+                found_by: vec!["static".into()],
             }],
             warnings: vec![],
         };
