@@ -43,6 +43,8 @@ pub fn install(outputs: &[&ImageRef]) {
     }
     // If a handler cannot be installed, a signal simply ends the process as before.
     let _ = ctrlc::set_handler(move || {
+        // A sandboxed program first: its private root is among what the sweep removes.
+        whittle_trace::kill_running();
         sweep(&dirs);
         eprintln!("whittle: interrupted; temporary files removed, the destination is unchanged");
         std::process::exit(INTERRUPTED);

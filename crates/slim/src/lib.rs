@@ -433,3 +433,9 @@ fn pkgdb_keep(
         }
     }
 }
+
+/// Whether `path` exists in the image (resolved through its symlinks, inside it).
+pub fn resolves(flat: &Flat, path: &str) -> bool {
+    let root = ImageRoot::new(flat);
+    whittle_elf::root::resolve(&root, path).is_ok()
+}

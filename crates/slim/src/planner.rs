@@ -484,6 +484,15 @@ impl<'a> Planner<'a> {
                 if let Some(NodeKind::Symlink(_)) = self.root.lstat(path) {
                     self.traced_hits.insert(path.to_string());
                     self.keep.insert(path, reason());
+                    return;
+                }
+                // Something the program made (nginx's /var/lib/nginx/body) needs its directory.
+                let parent = whittle_elf::root::parent(path);
+                if let Ok(r) = resolve(self.root, parent) {
+                    if r.kind == NodeKind::Dir {
+                        self.traced_hits.insert(r.path.clone());
+                        self.keep_resolved(&r, Reason::TracedParentOf(path.to_string()), None);
+                    }
                 }
             }
         }

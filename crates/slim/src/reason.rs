@@ -52,6 +52,8 @@ pub enum Reason {
     BaseLayer,
     /// Named by a file syscall of this program while it ran under trace.
     Traced(String),
+    /// The directory of a path the traced program created or looked for, which the image lacks.
+    TracedParentOf(String),
 }
 
 /// Which part of whittle found a kept path.
@@ -123,6 +125,12 @@ impl fmt::Display for Reason {
             Reason::BaseLayer => write!(f, "--layering packages (the base's C library)"),
             Reason::Traced(by) if by.is_empty() => write!(f, "used at run time"),
             Reason::Traced(by) => write!(f, "used at run time by {by}"),
+            Reason::TracedParentOf(p) => {
+                write!(
+                    f,
+                    "directory of {p}, which the program made or looked for at run time"
+                )
+            }
         }
     }
 }
@@ -188,7 +196,7 @@ impl KeepSet {
     /// Which part of whittle found `path` (by the root of its chain).
     pub fn finder(&self, path: &str) -> Finder {
         match self.root(path) {
-            Some(Reason::Traced(_)) => Finder::Trace,
+            Some(Reason::Traced(_) | Reason::TracedParentOf(_)) => Finder::Trace,
             Some(Reason::Include(_) | Reason::IncludeShell) => Finder::Include,
             _ => Finder::Static,
         }
@@ -240,7 +248,10 @@ mod tests {
         );
         assert_eq!(k.root("/lib/libssl.so.3"), Some(&Reason::Entrypoint));
         k.insert("/lib/libz.so.1", Reason::Traced("/app".into()));
-        k.insert("/lib/libz.so.1.3", Reason::TargetOf("/lib/libz.so.1".into()));
+        k.insert(
+            "/lib/libz.so.1.3",
+            Reason::TargetOf("/lib/libz.so.1".into()),
+        );
         assert_eq!(k.finder("/lib/libz.so.1.3"), Finder::Trace);
         assert_eq!(k.finder("/lib/libssl.so.3"), Finder::Static);
         // A cycle ends instead of looping.

@@ -5,7 +5,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use whittle_slim::Mode;
 
-use super::slim::{write_slimmed, KeepFlags};
+use super::probe::TraceFlags;
+use super::slim::{write_slimmed, KeepFlags, RunChecks};
 use super::{open_source, open_source_with_base, parse_ref, parse_src_dst};
 use crate::args::{ConfigFlags, Global};
 use whittle_image::Image;
@@ -40,6 +41,11 @@ pub struct ExtractArgs {
     keep: KeepFlags,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    trace: TraceFlags,
+    /// Run the source and the output under the same probes and fail (writing nothing) if they differ.
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Runs `extract`.
@@ -74,6 +80,10 @@ pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
         mode,
         &a.keep,
         &a.config,
+        &RunChecks {
+            trace: a.trace,
+            verify: a.verify,
+        },
         global,
         "whittle extract",
     )

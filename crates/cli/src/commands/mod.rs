@@ -3,8 +3,10 @@
 mod copy;
 mod extract;
 mod inspect;
+mod probe;
 mod slim;
 mod squash;
+mod verify;
 mod why;
 
 use std::path::PathBuf;
@@ -32,6 +34,8 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Explain why a slimmed image kept a path.
     Why(why::WhyArgs),
+    /// Run two images (an original and its slimmed form) under the same probes and compare.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs a subcommand.
@@ -43,6 +47,7 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Slim(a) => slim::run(a, global),
         Command::Extract(a) => extract::run(a, global),
         Command::Why(a) => why::run(a, global),
+        Command::Verify(a) => verify::run(a, global),
     }
 }
 

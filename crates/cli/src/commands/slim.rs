@@ -11,6 +11,7 @@ use whittle_image::{Compression, Image};
 use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
 use whittle_transport::ImageRef;
 
+use super::probe::{traced_paths, traced_run, TraceFlags};
 use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
@@ -49,6 +50,7 @@ impl KeepFlags {
             include_shell: self.include_shell,
             keep_pkgdb: self.keep_pkgdb,
             layering_packages: self.layering == "packages",
+            traced: Default::default(),
         }
     }
 }
@@ -66,12 +68,22 @@ pub struct SlimArgs {
     keep: KeepFlags,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    trace: TraceFlags,
+    /// Run the original and the output under the same probes and fail (writing
+    /// nothing) if they behave differently; see `whittle verify`.
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Runs `slim`.
 pub fn run(a: SlimArgs, global: &Global) -> Result<()> {
     let (src, dst) = parse_src_dst(&a.src, &a.dst)?;
     let image = open_source(&src, &a.config, a.keep.compression, global)?;
+    let run = RunChecks {
+        trace: a.trace,
+        verify: a.verify,
+    };
     write_slimmed(
         &src,
         &dst,
@@ -79,9 +91,17 @@ pub fn run(a: SlimArgs, global: &Global) -> Result<()> {
         Mode::Slim,
         &a.keep,
         &a.config,
+        &run,
         global,
         "whittle slim",
     )
+}
+
+/// The run-time side of slimming: tracing the original, verifying the output.
+#[derive(Default)]
+pub(super) struct RunChecks {
+    pub trace: TraceFlags,
+    pub verify: bool,
 }
 
 /// Analyses `image`, writes what it keeps to `dst`, and explains it.
@@ -93,6 +113,7 @@ pub(super) fn write_slimmed(
     mode: Mode,
     keep: &KeepFlags,
     config_flags: &ConfigFlags,
+    checks: &RunChecks,
     global: &Global,
     created_by: &str,
 ) -> Result<()> {
@@ -112,12 +133,31 @@ pub(super) fn write_slimmed(
     let scratch = scratch_for(dst)?;
     let flat = Flat::read(image, &scratch, &opts.limits, ReadOptions::default())
         .with_context(|| format!("cannot read {src}"))?;
+    let mut trace_flags = checks.trace.clone();
+    // Verifying needs a run of the original under the same probes anyway.
+    trace_flags.trace |= checks.verify;
+    let original_run = if trace_flags.enabled() {
+        Some(traced_run(
+            "original",
+            &flat,
+            &edited,
+            &scratch,
+            &trace_flags,
+            global.quiet,
+        )?)
+    } else {
+        None
+    };
+    let mut slim_options = keep.options();
+    if let Some(run) = &original_run {
+        slim_options.traced = traced_paths(run);
+    }
     let Plan {
         view,
         generated,
         mut report,
         layers,
-    } = whittle_slim::plan(&flat, run_config, &keep.options(), mode)
+    } = whittle_slim::plan(&flat, run_config, &slim_options, mode)
         .with_context(|| format!("cannot slim {src}"))?;
     opts.overrides
         .labels
@@ -135,6 +175,28 @@ pub(super) fn write_slimmed(
             .map(|n| n.to_string())
             .collect();
         eprintln!("layers (files, bottom first): {}", counts.join(", "));
+    }
+    if let (true, Some(original_run)) = (checks.verify, &original_run) {
+        let out_flat = Flat::read(&out, &scratch, &opts.limits, ReadOptions::default())
+            .context("cannot read the slimmed image back")?;
+        let slim_run = traced_run(
+            "slimmed",
+            &out_flat,
+            &out.config.bytes,
+            &scratch,
+            &trace_flags,
+            global.quiet,
+        )?;
+        let differences = super::verify::compare(original_run, &slim_run, &flat, &out_flat);
+        if !differences.is_empty() {
+            super::verify::print_differences(&differences);
+            anyhow::bail!(
+                "--verify: the slimmed image behaves differently from {src}; nothing written to {dst}"
+            );
+        }
+        if !global.quiet {
+            eprintln!("verify: the slimmed image behaves like the original");
+        }
     }
     report.source = Some(src.to_string());
     if let Some(path) = &keep.report {

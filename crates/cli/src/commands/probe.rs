@@ -1,0 +1,336 @@
+//! Flags for run-time tracing (`slim --http-probe ...`, `verify`) and one traced
+//! run of a flattened image: unpack it privately, resolve its user inside it,
+//! run its program in the sandbox with the probes, report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use whittle_image::mutate::Flat;
+use whittle_image::Scratch;
+use whittle_slim::{RunConfig, DEFAULT_PATH};
+use whittle_trace::{HttpProbe, Network, Probes, RunOptions, RunOutcome, Sandbox, TcpProbe};
+
+/// How to run and drive the program under trace.
+#[derive(Args, Debug, Default, Clone)]
+pub struct TraceFlags {
+    /// Run the program in a sandbox and keep every file it touches (any probe flag implies it).
+    #[arg(long)]
+    pub trace: bool,
+    /// While it runs, GET this port and path (repeatable); without a value, GET / on every exposed port.
+    #[arg(long, value_name = "[PORT][/PATH]", num_args = 0..=1, default_missing_value = "")]
+    pub http_probe: Vec<String>,
+    /// While it runs, connect to PORT; with :LINE, send the line and read the reply (repeatable).
+    #[arg(long, value_name = "PORT[:LINE]")]
+    pub tcp_probe: Vec<String>,
+    /// While it runs, run this command inside the sandbox, traced too (repeatable; words split as a shell would).
+    #[arg(long, value_name = "CMD")]
+    pub exec_probe: Vec<String>,
+    /// While it runs, run this host-side script in the program's network
+    /// (WHITTLE_APP_HOST, WHITTLE_APP_PORT(S), WHITTLE_APP_ADDR set); non-zero exit is a failed probe.
+    #[arg(long, value_name = "FILE")]
+    pub probe_script: Option<PathBuf>,
+    /// Let the program run this long after the probes (it may end sooner); with no probes, the default is 10.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// After the stop signal, wait this long before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub stop_timeout: Duration,
+    /// Wait at most this long for a probed port to accept connections.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub ready_timeout: Duration,
+    /// The program's network: `loopback` (its own, nothing outside) or `host`.
+    #[arg(long, value_name = "MODE", default_value = "loopback", value_parser = ["loopback", "host"])]
+    pub network: String,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let t = s.trim().trim_end_matches('s');
+    t.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+}
+
+/// With no probe at all, how long a program may run before it is stopped.
+const DEFAULT_LINGER: Duration = Duration::from_secs(10);
+
+impl TraceFlags {
+    /// Whether a traced run was asked for.
+    pub fn enabled(&self) -> bool {
+        self.trace
+            || !self.http_probe.is_empty()
+            || !self.tcp_probe.is_empty()
+            || !self.exec_probe.is_empty()
+            || self.probe_script.is_some()
+            || self.duration.is_some()
+    }
+
+    fn probes(&self, exposed: &[u16]) -> Result<Probes> {
+        let mut http: Vec<HttpProbe> = self
+            .http_probe
+            .iter()
+            .map(|s| HttpProbe::parse(s).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?;
+        let tcp: Vec<TcpProbe> = self
+            .tcp_probe
+            .iter()
+            .map(|s| TcpProbe::parse(s).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?;
+        let exec = self
+            .exec_probe
+            .iter()
+            .map(|c| match shlex::split(c) {
+                Some(words) if !words.is_empty() => Ok(words),
+                _ => bail!("--exec-probe {c:?} is empty or badly quoted"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(script) = &self.probe_script {
+            if !script.is_file() {
+                bail!("--probe-script {}: no such file", script.display());
+            }
+        }
+        if http.iter().any(|p| p.port.is_none()) && exposed.is_empty() {
+            bail!("--http-probe without a port: the image exposes no ports (give --http-probe PORT/PATH)");
+        }
+        let nothing =
+            http.is_empty() && tcp.is_empty() && exec.is_empty() && self.probe_script.is_none();
+        // `--trace` alone on an image with ports: GET / on each.
+        if nothing && self.duration.is_none() && !exposed.is_empty() {
+            http.push(HttpProbe {
+                port: None,
+                path: "/".into(),
+            });
+        }
+        let nothing =
+            http.is_empty() && tcp.is_empty() && exec.is_empty() && self.probe_script.is_none();
+        Ok(Probes {
+            http,
+            tcp,
+            exec,
+            script: self.probe_script.clone(),
+            duration: self.duration.or(nothing.then_some(DEFAULT_LINGER)),
+        })
+    }
+}
+
+/// The parts of an image config a run needs beyond [`RunConfig`].
+struct RuntimeConfig {
+    user: String,
+    exposed: Vec<u16>,
+    stop_signal: i32,
+}
+
+fn runtime_config(config: &[u8]) -> Result<RuntimeConfig> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(config).context("the image config is not JSON")?;
+    let c = &doc["config"];
+    let mut exposed: Vec<u16> = c["ExposedPorts"]
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| {
+                    let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+                    (proto == "tcp").then(|| port.parse().ok()).flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    exposed.sort_unstable();
+    let stop_signal = match c["StopSignal"].as_str() {
+        None | Some("") => libc::SIGTERM,
+        Some(s) => signal_number(s)
+            .with_context(|| format!("the image's StopSignal {s:?} is not a signal"))?,
+    };
+    Ok(RuntimeConfig {
+        user: c["User"].as_str().unwrap_or("").to_string(),
+        exposed,
+        stop_signal,
+    })
+}
+
+fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..65).contains(&n).then_some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    let table = [
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("TERM", libc::SIGTERM),
+        ("WINCH", libc::SIGWINCH),
+    ];
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// Runs the program of `config` from the filesystem of `flat` under trace.
+pub fn traced_run(
+    label: &str,
+    flat: &Flat,
+    config: &[u8],
+    scratch: &Scratch,
+    flags: &TraceFlags,
+    quiet: bool,
+) -> Result<RunOutcome> {
+    whittle_trace::check_supported()?;
+    let run_config = RunConfig::from_config(config)?;
+    let rt = runtime_config(config)?;
+    let probes = flags.probes(&rt.exposed)?;
+    let argv = run_config.argv();
+    if argv.is_empty() {
+        bail!("{label} has no entrypoint and no cmd: nothing to run (give --entrypoint)");
+    }
+    let root = scratch.path().join(format!("run-{label}"));
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let started = std::time::Instant::now();
+    whittle_image::unpack::unpack(flat, &flat.view, &root)
+        .with_context(|| format!("cannot unpack {label} to run it"))?;
+    let unpacked = started.elapsed();
+    let id = whittle_trace::user::resolve(&root, &rt.user)?;
+    let mut env = run_config.env.clone();
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .map(str::to_string);
+    if path.is_none() {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    env.push("HOSTNAME=whittle".into());
+    let path_dirs = path
+        .as_deref()
+        .unwrap_or(DEFAULT_PATH)
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| whittle_elf::root::normalize(&run_config.workdir, d))
+        .collect();
+    let sandbox = Sandbox {
+        root: root.clone(),
+        argv: argv.clone(),
+        env,
+        path: path_dirs,
+        workdir: run_config.workdir.clone(),
+        uid: id.uid,
+        gid: id.gid,
+        groups: id.groups,
+        network: if flags.network == "host" {
+            Network::Host
+        } else {
+            Network::Loopback
+        },
+        hostname: "whittle".into(),
+    };
+    let opts = RunOptions {
+        probes,
+        exposed_ports: rt.exposed,
+        stop_signal: rt.stop_signal,
+        stop_timeout: flags.stop_timeout,
+        ready_timeout: flags.ready_timeout,
+        log_dir: scratch.path().join(format!("log-{label}")),
+    };
+    if !quiet {
+        eprintln!(
+            "{label}: running {} in a sandbox (unpacked in {:.2} s)",
+            argv.join(" "),
+            unpacked.as_secs_f64()
+        );
+    }
+    let outcome = whittle_trace::run(sandbox, &opts).with_context(|| format!("cannot run {label}"));
+    // The run's root is scratch: the output never takes files from it.
+    let _ = std::fs::remove_dir_all(&root);
+    let outcome = outcome?;
+    if !quiet {
+        describe(label, &outcome);
+    }
+    Ok(outcome)
+}
+
+/// Prints how a run went.
+pub fn describe(label: &str, o: &RunOutcome) {
+    for p in &o.probes {
+        let mark = if p.ok { "ok" } else { "FAILED" };
+        eprintln!("{label}: probe {}: {} ({mark})", p.name, p.summary);
+    }
+    let how = match (o.exit, o.stopped, o.killed) {
+        (Some(e), _, true) => format!("{e}, killed after the stop timeout"),
+        (Some(e), true, false) => format!("{e} after the stop signal"),
+        (Some(e), false, _) => format!("{e} by itself"),
+        (None, _, _) => "end unknown".into(),
+    };
+    eprintln!(
+        "{label}: program ended: {how}; traced {} calls naming {} paths in {} processes ({:.2} s)",
+        o.trace.calls,
+        o.trace.paths.len(),
+        o.trace.processes,
+        o.seconds
+    );
+    let bad_exit = !o.stopped && !matches!(o.exit, Some(whittle_trace::Exit::Code(0)));
+    if bad_exit || o.probes.iter().any(|p| !p.ok) {
+        let tail = whittle_trace::tail_of(&o.log);
+        if !tail.is_empty() {
+            eprintln!("{label}: the program's last output:\n{tail}");
+        }
+    }
+}
+
+/// The traced paths as slim takes them: path -> the program that named it.
+pub fn traced_paths(o: &RunOutcome) -> std::collections::BTreeMap<String, String> {
+    o.trace
+        .paths
+        .iter()
+        .map(|(p, t)| (p.clone(), t.by.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ports_user_and_stop_signal() {
+        let rt = runtime_config(
+            br#"{"config":{"User":"www-data","ExposedPorts":{"443/tcp":{},"80/tcp":{},"53/udp":{}},"StopSignal":"SIGQUIT"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (rt.user.as_str(), rt.exposed, rt.stop_signal),
+            ("www-data", vec![80, 443], libc::SIGQUIT)
+        );
+        assert!(runtime_config(br#"{"config":{"StopSignal":"SIGNOPE"}}"#).is_err());
+        assert_eq!(parse_secs("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_secs("-1").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_image() {
+        let flags = TraceFlags {
+            trace: true,
+            ..Default::default()
+        };
+        let p = flags.probes(&[80]).unwrap();
+        assert_eq!(p.http.len(), 1);
+        assert_eq!(p.duration, None);
+        let p = flags.probes(&[]).unwrap();
+        assert!(p.http.is_empty());
+        assert_eq!(p.duration, Some(DEFAULT_LINGER));
+        let bare = TraceFlags {
+            http_probe: vec![String::new()],
+            ..Default::default()
+        };
+        assert!(bare.probes(&[]).is_err());
+        let bad = TraceFlags {
+            exec_probe: vec!["'unterminated".into()],
+            ..Default::default()
+        };
+        assert!(bad.probes(&[]).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! `whittle verify ORIG SLIM`: run both under the same probes; any difference
+//! in how the program ended or what the probes saw fails, and the paths the
+//! slimmed run looked for that only the original has are listed as the likely cause.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use whittle_image::entries::ReadOptions;
+use whittle_image::mutate::Flat;
+use whittle_trace::syscalls::Access;
+use whittle_trace::RunOutcome;
+
+use super::probe::{traced_run, TraceFlags};
+use super::{open_source, parse_ref};
+use crate::args::{ConfigFlags, Global};
+
+/// Arguments of `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The original image.
+    #[arg(value_name = "ORIG")]
+    orig: String,
+    /// The image made from it (by `whittle slim`, `extract` or any other tool).
+    #[arg(value_name = "SLIM")]
+    slim: String,
+    #[command(flatten)]
+    trace: TraceFlags,
+}
+
+/// How many missing paths to list.
+const SHOW_MISSING: usize = 40;
+
+/// Runs `verify`.
+pub fn run(a: VerifyArgs, global: &Global) -> Result<()> {
+    crate::interrupt::install(&[]);
+    let (orig_ref, slim_ref) = (parse_ref(&a.orig)?, parse_ref(&a.slim)?);
+    let none = ConfigFlags::default();
+    let orig = open_source(&orig_ref, &none, whittle_image::Compression::Gzip, global)?;
+    let slim = open_source(&slim_ref, &none, whittle_image::Compression::Gzip, global)?;
+    let scratch = whittle_image::Scratch::new_in(&std::env::temp_dir())?;
+    let limits = global.limits();
+    let orig_flat = Flat::read(&orig, &scratch, &limits, ReadOptions::default())
+        .with_context(|| format!("cannot read {orig_ref}"))?;
+    let slim_flat = Flat::read(&slim, &scratch, &limits, ReadOptions::default())
+        .with_context(|| format!("cannot read {slim_ref}"))?;
+    let mut flags = a.trace.clone();
+    flags.trace = true;
+    let orig_run = traced_run(
+        "original",
+        &orig_flat,
+        &orig.config.bytes,
+        &scratch,
+        &flags,
+        global.quiet,
+    )?;
+    let slim_run = traced_run(
+        "slimmed",
+        &slim_flat,
+        &slim.config.bytes,
+        &scratch,
+        &flags,
+        global.quiet,
+    )?;
+    let differences = compare(&orig_run, &slim_run, &orig_flat, &slim_flat);
+    if differences.is_empty() {
+        if !global.quiet {
+            eprintln!("verify: {slim_ref} behaves like {orig_ref} under these probes");
+        }
+        return Ok(());
+    }
+    print_differences(&differences);
+    let count = differences
+        .iter()
+        .filter(|d| !d.starts_with(MISSING))
+        .count();
+    bail!("{slim_ref} behaves differently from {orig_ref} ({count} differences)")
+}
+
+const MISSING: &str = "the slimmed run looked for";
+
+/// What differs between two runs; empty when they behave alike. A last entry
+/// lists paths the slimmed run looked up that only the original has.
+pub fn compare(
+    orig: &RunOutcome,
+    slim: &RunOutcome,
+    orig_flat: &Flat,
+    slim_flat: &Flat,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let ending = |o: &RunOutcome| match (o.exit, o.killed) {
+        (Some(e), true) => format!("{e} (killed after the stop timeout)"),
+        (Some(e), false) => e.to_string(),
+        (None, _) => "unknown".into(),
+    };
+    if (orig.exit, orig.killed) != (slim.exit, slim.killed) {
+        out.push(format!(
+            "the program ended with {} in the original, {} in the slimmed image",
+            ending(orig),
+            ending(slim)
+        ));
+    }
+    for (o, s) in orig.probes.iter().zip(&slim.probes) {
+        if o.fingerprint != s.fingerprint || o.ok != s.ok {
+            out.push(format!(
+                "probe {}: original {}, slimmed {}",
+                o.name, o.summary, s.summary
+            ));
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    let missing: Vec<&String> = slim
+        .trace
+        .paths
+        .iter()
+        .filter(|(p, t)| t.access != Access::Modify && !is_kernel(p))
+        .map(|(p, _)| p)
+        .filter(|p| !whittle_slim::resolves(slim_flat, p) && whittle_slim::resolves(orig_flat, p))
+        .collect();
+    if !missing.is_empty() {
+        let mut text =
+            format!("{MISSING} these paths, which only the original has (the likely cause):");
+        for p in missing.iter().take(SHOW_MISSING) {
+            text.push_str(&format!("\n    {p}"));
+        }
+        if missing.len() > SHOW_MISSING {
+            text.push_str(&format!(
+                "\n    ... and {} more",
+                missing.len() - SHOW_MISSING
+            ));
+        }
+        out.push(text);
+    }
+    out
+}
+
+fn is_kernel(p: &str) -> bool {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|d| p == *d || p.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+}
+
+/// Prints the differences for people.
+pub fn print_differences(differences: &[String]) {
+    eprintln!("verify: differences:");
+    for d in differences {
+        eprintln!("  - {d}");
+    }
+}
