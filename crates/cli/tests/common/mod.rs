@@ -865,42 +865,48 @@ pub mod slim_e2e {
         pub slim: &'static Path,
     }
 
-    fn slim_fixture_dir() -> PathBuf {
-        match std::env::var_os("WHITTLE_SLIM_FIXTURES") {
+    /// A fixture directory: `$ENV`, else `<workspace>/target/fixtures/<sub>`.
+    fn fixture_dir(env: &str, sub: &str) -> PathBuf {
+        match std::env::var_os(env) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => workspace_root().join("target/fixtures/slim"),
+            _ => workspace_root().join("target/fixtures").join(sub),
         }
     }
 
-    fn build_slim_fixture(nginx: &Path) -> Result<PathBuf, SlimFixtureError> {
-        let dir = slim_fixture_dir();
+    /// Builds the images of `tests/fixtures/<script> DIR NGINX` once (cached by DIR/.done).
+    fn build_script_fixture(
+        dir: PathBuf,
+        script: &str,
+        tools: &[&str],
+        nginx: &Path,
+    ) -> Result<PathBuf, SlimFixtureError> {
         if dir.join(".done").is_file() {
             return Ok(dir);
         }
-        let script = workspace_root().join("tests/fixtures/slim-images.sh");
+        let script = workspace_root().join("tests/fixtures").join(script);
         if !script.is_file() {
             return Err(SlimFixtureError::Failed(format!(
                 "{} is missing",
                 script.display()
             )));
         }
-        for tool in ["bash", "flock", "docker", "g++", "musl-gcc", "readelf"] {
+        for tool in ["bash", "flock", "docker"].iter().chain(tools) {
             if find_tool(tool).is_none() {
                 return Err(SlimFixtureError::Unavailable(format!(
-                    "cannot build the slim fixtures in {}: `{tool}` is not installed",
+                    "cannot build the fixtures in {}: `{tool}` is not installed",
                     dir.display()
                 )));
             }
         }
         if !Path::new("/bin/busybox").is_file() {
             return Err(SlimFixtureError::Unavailable(format!(
-                "cannot build the slim fixtures in {}: /bin/busybox (busybox-static) is \
+                "cannot build the fixtures in {}: /bin/busybox (busybox-static) is \
                  not installed",
                 dir.display()
             )));
         }
         eprintln!(
-            "building the slim fixtures in {} (once; cached by .done)",
+            "building the fixtures in {} (once; cached by .done)",
             dir.display()
         );
         // Same lock as the nginx fixture (built before, not nested): the script is
@@ -926,6 +932,42 @@ pub mod slim_e2e {
             )));
         }
         Ok(dir)
+    }
+
+    fn build_slim_fixture(nginx: &Path) -> Result<PathBuf, SlimFixtureError> {
+        build_script_fixture(
+            fixture_dir("WHITTLE_SLIM_FIXTURES", "slim"),
+            "slim-images.sh",
+            &["g++", "musl-gcc", "readelf"],
+            nginx,
+        )
+    }
+
+    /// The nginx fixture and the run-time tracing images of tests/fixtures/trace-images.sh
+    /// ($WHITTLE_TRACE_FIXTURES): dlopen, echo, batch, forks, stubborn (.tar each,
+    /// expected/NAME.txt). `None`: skip (already reported; a failure when `CI` is set).
+    pub fn trace_fixtures() -> Option<(&'static Path, &'static Path)> {
+        if !super::docker_e2e::require_tools(&["docker"]) {
+            return None;
+        }
+        let nginx = fixture()?;
+        static TRACE: OnceLock<Result<PathBuf, SlimFixtureError>> = OnceLock::new();
+        let built = TRACE.get_or_init(|| {
+            build_script_fixture(
+                fixture_dir("WHITTLE_TRACE_FIXTURES", "trace"),
+                "trace-images.sh",
+                &["gcc", "readelf"],
+                nginx,
+            )
+        });
+        match built {
+            Ok(dir) => Some((nginx, dir.as_path())),
+            Err(SlimFixtureError::Unavailable(reason)) => {
+                skip_or_panic(reason);
+                None
+            }
+            Err(SlimFixtureError::Failed(msg)) => panic!("trace fixtures: {msg}"),
+        }
     }
 
     /// The nginx and slim fixtures, built at most once per process, and a working
@@ -1019,8 +1061,18 @@ pub mod slim_e2e {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        run_whittle_env(args, &[])
+    }
+
+    /// [`run_whittle`] with extra environment variables.
+    pub fn run_whittle_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut cmd = whittle();
         cmd.args(args);
+        cmd.envs(env.iter().copied());
         let cmdline = format!(
             "whittle {}",
             cmd.get_args()
@@ -1265,6 +1317,30 @@ pub mod slim_e2e {
     pub struct Kept {
         pub reason: String,
         pub chain: Vec<String>,
+    }
+
+    /// `found_by` of every kept path of a report file (`static`, `trace`, `include`).
+    pub fn read_report(path: &Path) -> BTreeMap<String, Vec<String>> {
+        let report: Value = serde_json::from_slice(
+            &fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
+        )
+        .expect("report JSON");
+        report["kept"]
+            .as_array()
+            .expect("kept array")
+            .iter()
+            .map(|k| {
+                let found = k["found_by"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (k["path"].as_str().expect("path").to_string(), found)
+            })
+            .collect()
     }
 
     /// `kept` of a report, by path; panics on a malformed entry.

@@ -1,0 +1,535 @@
+//! End-to-end tests of run-time tracing (docs/CLI.md, "slim --http-probe ...", "verify"):
+//! whittle runs an image's program in its own sandbox under ptrace+seccomp, drives it
+//! with probes and keeps every file it touched; outputs are loaded into dockerd and run.
+//! Images: the Debian nginx fixture ($WHITTLE_FIXTURES) and tests/fixtures/trace-images.sh
+//! ($WHITTLE_TRACE_FIXTURES): a program that dlopens libz without linking it, a busybox
+//! nc echo server, a batch script, a forking script, a script that ignores SIGTERM.
+//! Without docker or root the tests print `SKIP: ...` and pass, unless `CI` is set.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::docker_e2e::{
+    docker, docker_ok, reference, serve_and_fetch, sha256_file, skip_or_panic, DockerCleanup,
+};
+use common::slim_e2e::{
+    docker_load, docker_run_offline, read_report, run_whittle, tempdir, trace_fixtures,
+    unpack_single_layer, Run, PAGE,
+};
+
+const MB: u64 = 1_000_000;
+
+/// Root is needed for namespaces, mounts and ptrace.
+fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip_or_panic("run-time tracing needs root");
+        return false;
+    }
+    true
+}
+
+fn archive(dir: &Path, name: &str) -> String {
+    reference("docker-archive", &dir.join(format!("{name}.tar")), None)
+}
+
+/// `whittle slim SRC docker-archive:OUT:TAG ARGS...`, which must succeed.
+fn slim(src: &str, out: &Path, tag: &str, args: &[&str]) -> Run {
+    let mut all = vec![
+        "slim".to_string(),
+        src.to_string(),
+        reference("docker-archive", out, Some(tag)),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    let run = run_whittle(&all).ok();
+    assert!(
+        out.is_file(),
+        "{} not written; {}",
+        out.display(),
+        run.describe()
+    );
+    run
+}
+
+fn fresh(tag: &str, cleanup: &mut DockerCleanup) {
+    docker(["rmi", "-f", tag]);
+    cleanup.images.push(tag.to_string());
+}
+
+/// Every regular file of a single-layer output, by path, with its sha256.
+fn output_files(out: &Path, dir: &Path) -> BTreeMap<String, String> {
+    let root = dir.join("unpacked");
+    std::fs::create_dir_all(&root).unwrap();
+    unpack_single_layer(out, &root);
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let rel = e
+                    .path()
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(rel, sha256_file(&e.path()));
+            }
+        }
+    }
+    files
+}
+
+fn total_bytes(out: &Path, dir: &Path) -> u64 {
+    let root = dir.join("unpacked");
+    let mut total = 0;
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    let _ = out;
+    total
+}
+
+/// Nothing of whittle's sandboxes is left: no process rooted in a whittle temp dir,
+/// no mount of one, no temp dir.
+fn assert_nothing_left(tmp: &Path) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(link) = std::fs::read_link(entry.path().join("root")) {
+            let l = link.to_string_lossy();
+            assert!(
+                !(l.starts_with(&*tmp.to_string_lossy()) && l.contains(".whittle-")),
+                "process {} still runs in a sandbox root {l}",
+                entry.path().display()
+            );
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(".whittle-"),
+        "a sandbox mount is left:\n{mounts}"
+    );
+    let left: Vec<String> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".whittle-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temporary files left in {}: {left:?}",
+        tmp.display()
+    );
+}
+
+#[test]
+fn nginx_traced_with_an_http_probe_serves_the_page_without_includes() {
+    let Some((nginx, _)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.path().join("out.tar");
+    let report = dir.path().join("report.json");
+    let tag = "whittle-test/trace-nginx:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    let mut args = vec![
+        "slim".to_string(),
+        reference("docker-archive", &nginx.join("nginx.tar"), None),
+    ];
+    args.push(reference("docker-archive", &out, Some(tag)));
+    args.extend(["--http-probe", "80/", "--verify", "--report"].map(String::from));
+    args.push(report.to_string_lossy().into_owned());
+    let run = common::slim_e2e::run_whittle_env(&args, &[("TMPDIR", tmp.to_str().unwrap())]).ok();
+    let err = run.stderr();
+    assert!(
+        err.contains("probe GET :80/: HTTP 200"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        err.contains("verify: the slimmed image behaves like the original"),
+        "{}",
+        run.describe()
+    );
+    assert_nothing_left(&tmp);
+
+    // Every file comes from the original image, unchanged by the run (logs, pid file).
+    let files = output_files(&out, dir.path());
+    let original = dir.path().join("original");
+    std::fs::create_dir(&original).unwrap();
+    tar::Archive::new(std::fs::File::open(nginx.join("export.tar")).unwrap())
+        .unpack(&original)
+        .unwrap();
+    // (docker export writes its own resolv.conf, hosts and hostname into export.tar.)
+    const DOCKER_MANAGED: [&str; 3] = ["etc/resolv.conf", "etc/hosts", "etc/hostname"];
+    for (path, digest) in files
+        .iter()
+        .filter(|(p, _)| !DOCKER_MANAGED.contains(&p.as_str()))
+    {
+        let theirs = original.join(path);
+        assert!(theirs.is_file(), "{path} is not in the original image");
+        assert_eq!(
+            &sha256_file(&theirs),
+            digest,
+            "{path} differs from the original image"
+        );
+    }
+    assert!(
+        files.contains_key("var/log/nginx/access.log"),
+        "nginx opened its log: it is kept, as the image has it"
+    );
+    assert!(
+        !files.contains_key("run/nginx.pid"),
+        "the run's pid file leaked into the output"
+    );
+    let bytes = total_bytes(&out, dir.path());
+    assert!(
+        bytes <= 12 * MB,
+        "{bytes} bytes uncompressed, more than 12 MB"
+    );
+
+    // The report says what the trace found: nginx's config and its page.
+    let kept = read_report(&report);
+    for path in [
+        "/etc/nginx/nginx.conf",
+        "/var/www/html/index.html",
+        "/etc/nginx/mime.types",
+    ] {
+        let found = kept.get(path).unwrap_or_else(|| panic!("{path} not kept"));
+        assert!(
+            found.iter().any(|f| f == "trace"),
+            "{path} found by {found:?}"
+        );
+    }
+    assert_eq!(kept["/usr/sbin/nginx"], ["static", "trace"]);
+
+    docker_load(&out, tag);
+    let body = serve_and_fetch(tag, &mut cleanup).expect("nginx reachable");
+    assert!(body.contains(PAGE), "the slimmed nginx served {body:?}");
+}
+
+#[test]
+fn dlopen_is_missed_statically_and_found_by_the_trace() {
+    let Some((_, fx)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let src = archive(fx, "dlopen");
+    let expected = std::fs::read_to_string(fx.join("expected/dlopen.txt")).unwrap();
+    let mut cleanup = DockerCleanup::default();
+
+    // Static analysis alone cannot see dlopen("libz.so.1").
+    let static_out = dir.path().join("static.tar");
+    fresh("whittle-test/trace-dlopen-static:latest", &mut cleanup);
+    slim(
+        &src,
+        &static_out,
+        "whittle-test/trace-dlopen-static:latest",
+        &[],
+    );
+    docker_load(&static_out, "whittle-test/trace-dlopen-static:latest");
+    let (ok, stdout, _) = docker_run_offline("whittle-test/trace-dlopen-static:latest");
+    assert!(
+        !ok && stdout.contains("dlopen failed"),
+        "static slim unexpectedly works: {stdout}"
+    );
+    let verify = run_whittle([
+        "verify",
+        &src,
+        &reference("docker-archive", &static_out, None),
+        "--duration",
+        "5",
+    ]);
+    assert_eq!(
+        verify.code(),
+        Some(1),
+        "verify must fail; {}",
+        verify.describe()
+    );
+    let err = verify.stderr();
+    assert!(
+        err.contains("exit code 0 in the original, exit code 2"),
+        "{}",
+        verify.describe()
+    );
+    assert!(
+        err.contains("libz.so.1"),
+        "verify does not name the missing library; {}",
+        verify.describe()
+    );
+
+    // Traced: kept, runs, verifies.
+    let traced_out = dir.path().join("traced.tar");
+    let report = dir.path().join("report.json");
+    fresh("whittle-test/trace-dlopen:latest", &mut cleanup);
+    slim(
+        &src,
+        &traced_out,
+        "whittle-test/trace-dlopen:latest",
+        &["--trace", "--report", report.to_str().unwrap()],
+    );
+    let kept = read_report(&report);
+    assert!(
+        kept.iter()
+            .any(|(p, by)| p.contains("libz.so.1") && by.iter().any(|b| b == "trace")),
+        "libz not kept by the trace: {kept:?}"
+    );
+    docker_load(&traced_out, "whittle-test/trace-dlopen:latest");
+    let (ok, stdout, stderr) = docker_run_offline("whittle-test/trace-dlopen:latest");
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, expected);
+    let verify = run_whittle([
+        "verify",
+        &src,
+        &reference("docker-archive", &traced_out, None),
+    ])
+    .ok();
+    assert!(
+        verify.stderr().contains("behaves like"),
+        "{}",
+        verify.describe()
+    );
+}
+
+#[test]
+fn an_echo_server_is_driven_by_tcp_and_exec_probes() {
+    let Some((_, fx)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let src = archive(fx, "echo");
+    let out = dir.path().join("out.tar");
+    let report = dir.path().join("report.json");
+    let tag = "whittle-test/trace-echo-slim:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    let run = slim(
+        &src,
+        &out,
+        tag,
+        &[
+            "--tcp-probe",
+            "7000:hello",
+            "--exec-probe",
+            "sh -c 'cat /proc/self/status >/dev/null'",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.stderr().contains("replied \"hello\""),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr().contains("probe exec sh -c"),
+        "{}",
+        run.describe()
+    );
+    // The exec probe ran `sh` through its PATH, traced like the server.
+    let kept = read_report(&report);
+    assert!(
+        kept.get("/bin/sh")
+            .is_some_and(|f| f.iter().any(|b| b == "trace")),
+        "{kept:?}"
+    );
+
+    // The slimmed server echoes in docker (a client from the original image in its network).
+    docker_load(&out, tag);
+    let cid = docker_ok(["run", "-d", "--network", "none", tag]);
+    cleanup.containers.push(cid.clone());
+    let client_image = "whittle-test/trace-echo:latest";
+    docker_load(&fx.join("echo.tar"), client_image);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let r = docker([
+            "run",
+            "--rm",
+            "--network",
+            &format!("container:{cid}"),
+            "--entrypoint",
+            "sh",
+            client_image,
+            "-c",
+            "echo again | nc 127.0.0.1 7000",
+        ]);
+        let text = String::from_utf8_lossy(&r.stdout).trim().to_string();
+        if !text.is_empty() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(reply, "again");
+}
+
+#[test]
+fn a_batch_job_and_a_forking_tree_are_traced_to_the_end() {
+    let Some((_, fx)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let mut cleanup = DockerCleanup::default();
+    for (name, needed, unused) in [
+        (
+            "batch",
+            vec!["/app/data/input.txt", "/etc/batch.conf"],
+            Some("/app/data/unused.txt"),
+        ),
+        ("forks", vec!["/app/early.txt", "/app/late.txt"], None),
+    ] {
+        let out = dir.path().join(format!("{name}.tar"));
+        let report = dir.path().join(format!("{name}.json"));
+        let tag = format!("whittle-test/trace-{name}-slim:latest");
+        fresh(&tag, &mut cleanup);
+        let started = Instant::now();
+        let run = slim(
+            &archive(fx, name),
+            &out,
+            &tag,
+            &["--duration", "20", "--report", report.to_str().unwrap()],
+        );
+        // Both end by themselves long before --duration.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{name}: {}",
+            run.describe()
+        );
+        assert!(
+            run.stderr().contains("exit code 0 by itself"),
+            "{name}: {}",
+            run.describe()
+        );
+        let kept = read_report(&report);
+        for p in &needed {
+            assert!(
+                kept.get(*p).is_some_and(|f| f.iter().any(|b| b == "trace")),
+                "{name}: {p} not traced: {kept:?}"
+            );
+        }
+        if let Some(u) = unused {
+            assert!(!kept.contains_key(u), "{name}: {u} was never read but kept");
+        }
+        docker_load(&out, &tag);
+        let (ok, stdout, stderr) = docker_run_offline(&tag);
+        let expected = std::fs::read_to_string(fx.join(format!("expected/{name}.txt"))).unwrap();
+        assert!(ok, "{name}: {stdout}{stderr}");
+        assert_eq!(stdout, expected, "{name}");
+    }
+}
+
+#[test]
+fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let Some((_, fx)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.path().join("out.tar");
+    let report = dir.path().join("report.json");
+    let started = Instant::now();
+    let args = [
+        "slim".to_string(),
+        archive(fx, "stubborn"),
+        reference(
+            "docker-archive",
+            &out,
+            Some("whittle-test/trace-stubborn-slim:latest"),
+        ),
+        "--duration".into(),
+        "1".into(),
+        "--stop-timeout".into(),
+        "1".into(),
+        "--report".into(),
+        report.to_string_lossy().into_owned(),
+    ];
+    let run = common::slim_e2e::run_whittle_env(&args, &[("TMPDIR", tmp.to_str().unwrap())]).ok();
+    let elapsed = started.elapsed();
+    assert!(
+        run.stderr().contains("killed after the stop timeout"),
+        "{}",
+        run.describe()
+    );
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    assert!(read_report(&report).contains_key("/app/stubborn.txt"));
+    assert_nothing_left(&tmp);
+}
+
+#[test]
+fn verify_catches_a_broken_slim() {
+    let Some((nginx, _)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let src = reference("docker-archive", &nginx.join("nginx.tar"), None);
+    let out = dir.path().join("broken.tar");
+    slim(
+        &src,
+        &out,
+        "whittle-test/trace-broken:latest",
+        &["--http-probe", "80/", "--exclude", "/etc/passwd"],
+    );
+    let verify = run_whittle([
+        "verify",
+        &src,
+        &reference("docker-archive", &out, None),
+        "--http-probe",
+        "80/",
+    ]);
+    assert_eq!(verify.code(), Some(1), "{}", verify.describe());
+    let err = verify.stderr();
+    assert!(err.contains("probe GET :80/"), "{}", verify.describe());
+    assert!(
+        err.contains("/etc/passwd"),
+        "the missing file is not named; {}",
+        verify.describe()
+    );
+    // --verify refuses to write such an output.
+    let refused = dir.path().join("refused.tar");
+    let r = run_whittle([
+        "slim",
+        &src,
+        &reference("docker-archive", &refused, Some("x:y")),
+        "--http-probe",
+        "80/",
+        "--exclude",
+        "/etc/passwd",
+        "--verify",
+    ]);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(!refused.exists(), "a failed --verify wrote its output");
+}
