@@ -34,7 +34,10 @@ fn sweep(dirs: &[PathBuf]) {
 
 /// Installs the handler for a run that writes `outputs`.
 pub fn install(outputs: &[&ImageRef]) {
-    let mut dirs = vec![std::env::temp_dir()];
+    let mut dirs = vec![
+        std::env::temp_dir(),
+        PathBuf::from(crate::commands::MEMORY_DIR),
+    ];
     for r in outputs {
         dirs.push(whittle_transport::output_parent(r));
         if let ImageRef::Oci { dir, .. } = r {

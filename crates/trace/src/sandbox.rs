@@ -49,6 +49,8 @@ pub struct Sandbox {
     pub network: Network,
     /// Host name inside.
     pub hostname: String,
+    /// Stop on file syscalls (false: run in the same sandbox untraced, for comparisons).
+    pub trace_files: bool,
 }
 
 /// The steps of the child's setup, as reported through the error pipe.
@@ -231,6 +233,7 @@ pub(crate) struct Prepared {
     dev_links: Vec<DevLink>,
     hostname: Vec<u8>,
     loopback: bool,
+    /// Empty when file syscalls are not traced.
     filter: Vec<libc::sock_filter>,
     pub(crate) launch: Launch,
 }
@@ -304,7 +307,11 @@ impl Prepared {
             dev_links,
             hostname: s.hostname.as_bytes().to_vec(),
             loopback: s.network == Network::Loopback,
-            filter: crate::filter::program(),
+            filter: if s.trace_files {
+                crate::filter::program()
+            } else {
+                Vec::new()
+            },
             launch: Launch::new(&s.argv, &s.env, &s.path, workdir, (s.uid, s.gid, &s.groups))?,
         })
     }
@@ -636,7 +643,9 @@ unsafe fn sandbox_child(p: &Prepared, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
         STEP_UMOUNT,
     );
     check(libc::chdir(lit(b"/\0")) as libc::c_long, err_fd, STEP_PIVOT);
-    install_filter(&p.filter, err_fd);
+    if !p.filter.is_empty() {
+        install_filter(&p.filter, err_fd);
+    }
     launch(&p.launch, err_fd)
 }
 

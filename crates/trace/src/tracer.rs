@@ -535,6 +535,22 @@ impl Tracer {
     }
 }
 
+/// Keeps this thread, and so the sandbox it forks (affinity is inherited), on
+/// the CPU it runs on: a ptrace stop then hands over to the tracer without a
+/// cross-CPU wake-up, which makes each stop about four times cheaper on a VM.
+fn pin_to_current_cpu() {
+    // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is zeroed then filled.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Runs the sandbox under trace on the calling thread until every traced process is gone.
 pub(crate) fn trace_thread(
     sandbox: Sandbox,
@@ -544,6 +560,7 @@ pub(crate) fn trace_thread(
     waker: Arc<Waker>,
     alive: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    pin_to_current_cpu();
     // SAFETY: gettid has no memory effects.
     waker.tid.store(
         unsafe { libc::syscall(libc::SYS_gettid) } as i32,

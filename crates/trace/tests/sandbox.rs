@@ -49,6 +49,7 @@ fn sandbox(root: &Path, script: &str) -> Sandbox {
         groups: vec![0],
         network: Network::Loopback,
         hostname: "whittle".into(),
+        trace_files: true,
     }
 }
 

@@ -18,6 +18,7 @@ use whittle_image::{Compression, Image};
 use whittle_transport::{ImageRef, OpenOptions};
 
 use crate::args::{self, ConfigFlags, Global};
+pub use probe::MEMORY_DIR;
 
 /// The subcommands.
 #[derive(Subcommand)]

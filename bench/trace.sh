@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmark of run-time tracing, in one run:
+#  1. `whittle slim --http-probe 80/` on the Debian nginx fixture (read, unpack, run nginx
+#     in the sandbox under trace, probe, stop, plan, write), next to static-only slim.
+#  2. The tracer's overhead on a syscall-heavy workload: busybox `tar` over a tree of
+#     ~40,000 files (a copy of this machine's /usr/share), run in whittle's sandbox
+#     untraced and traced (crates/trace/examples/trace_overhead.rs), and the same tar in
+#     a plain chroot untraced and under `strace -f --seccomp-bpf -e trace=file` (the peer).
+# Needs root. Usage: bench/trace.sh      Environment: REPEAT (default 5), WHITTLE_FIXTURES
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=${REPEAT:-5}
+fixture=${WHITTLE_FIXTURES:-$PWD/target/fixtures/nginx}
+[ "$(id -u)" = 0 ] || { echo "trace.sh: needs root (namespaces, ptrace)" >&2; exit 1; }
+for tool in strace busybox; do
+  command -v "$tool" >/dev/null || { echo "trace.sh: needs $tool (apt-get install strace busybox-static)" >&2; exit 1; }
+done
+if [ ! -f "$fixture/.done" ]; then
+  scripts/setup.sh
+  mkdir -p "$(dirname "$fixture")"
+  flock /tmp/whittle-fixture.lock bash tests/fixtures/nginx-image.sh "$fixture"
+fi
+cargo build --release -q -p whittle
+cargo build --release -q -p whittle-trace --example trace_overhead
+whittle=$PWD/target/release/whittle
+overhead=$PWD/target/release/examples/trace_overhead
+work=$(mktemp -d /var/tmp/whittle-bench-trace.XXXXXX); trap 'rm -rf "$work"' EXIT
+src="docker-archive:$fixture/nginx.tar"
+cat "$fixture/nginx.tar" >/dev/null   # warm the page cache
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>"$work/err" || { echo "trace.sh: $* failed:" >&2; cat "$work/err" >&2; exit 1; }; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'; }
+
+# --- 1. slim with a probe
+static="" traced=""
+for ((i = 0; i < REPEAT; i++)); do
+  rm -rf "$work/out"; static+="$(secs "$whittle" slim "$src" "oci:$work/out:x") "
+  rm -rf "$work/out"; traced+="$(secs "$whittle" slim "$src" "oci:$work/out:x" --http-probe 80/) "
+done
+printf 'nginx fixture %s (%s MB), median of %s\n' "$src" "$(( $(stat -c %s "$fixture/nginx.tar") / 1000000 ))" "$REPEAT"
+printf '| %-38s | %7s |\n' command "wall s"
+printf '|----------------------------------------|---------|\n'
+printf '| %-38s | %7.2f |\n' "whittle slim (static only)" "$(median <<<"$static")"
+printf '| %-38s | %7.2f |\n' "whittle slim --http-probe 80/" "$(median <<<"$traced")"
+
+# --- 2. tracer overhead on tar of a big tree
+root=$work/root
+mkdir -p "$root/bin" "$root/data"
+cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/tar"
+cp -a /usr/share/. "$root/data/"
+files=$(find "$root/data" -type f | wc -l)
+tar_cmd=(/bin/tar -cf /dev/null /data)
+read -r _ sandbox_untraced < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^untraced')
+read -r _ sandbox_traced calls paths < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^traced')
+chroot_untraced="" chroot_strace=""
+for ((i = 0; i < REPEAT; i++)); do
+  chroot_untraced+="$(secs chroot "$root" "${tar_cmd[@]}") "
+  chroot_strace+="$(secs strace -f -qq --seccomp-bpf -e trace=file -o /dev/null chroot "$root" "${tar_cmd[@]}") "
+done
+cu=$(median <<<"$chroot_untraced"); cs=$(median <<<"$chroot_strace")
+printf '\nbusybox tar -cf /dev/null over %s files (%s), median of %s\n' "$files" "$(du -sh "$root/data" | cut -f1)" "$REPEAT"
+printf '| %-46s | %7s | %8s |\n' run "wall s" "x untraced"
+printf '|------------------------------------------------|---------|----------|\n'
+printf '| %-46s | %7.2f | %8s |\n' "whittle sandbox, untraced" "$sandbox_untraced" "1.00"
+printf '| %-46s | %7.2f | %8.2f |\n' "whittle sandbox, traced ($calls calls, $paths paths)" "$sandbox_traced" "$(awk -v a="$sandbox_traced" -v b="$sandbox_untraced" 'BEGIN{print a/b}')"
+printf '| %-46s | %7.2f | %8s |\n' "chroot, untraced" "$cu" "1.00"
+printf '| %-46s | %7.2f | %8.2f |\n' "chroot, strace -f --seccomp-bpf -e trace=file" "$cs" "$(awk -v a="$cs" -v b="$cu" 'BEGIN{print a/b}')"
