@@ -18,10 +18,13 @@ rm -rf "$out"; mkdir -p "$out"
 echo; echo "== the example image, as docker save wrote it"
 "$whittle" inspect "docker-archive:$example/nginx.tar"
 
-echo; echo "== slim it: nginx's ELF closure, the files no linker shows, and its data directories"
+echo; echo "== slim it: nginx's ELF closure, the files no linker shows, and every file nginx"
+echo "   touches when run in a sandbox and asked for / (then verify the result the same way)"
 "$whittle" slim "docker-archive:$example/nginx.tar" "docker-archive:$out/nginx-slim.tar:whittle-demo/nginx:slim" \
-  --include /etc/nginx --include /var/www --include /usr/share/nginx \
-  --include /var/lib/nginx --include /var/log/nginx --report "$out/report.json"
+  --http-probe 80/ --verify --report "$out/report.json"
+
+echo; echo "== why was nginx's page kept?"
+"$whittle" why "docker-archive:$out/nginx-slim.tar" /var/www/html/index.html
 
 echo; echo "== why was libssl kept?"
 "$whittle" why "docker-archive:$out/nginx-slim.tar" /usr/lib/x86_64-linux-gnu/libssl.so.3
