@@ -104,19 +104,39 @@ fn total_bytes(out: &Path, dir: &Path) -> u64 {
     total
 }
 
-/// Nothing of whittle's sandboxes is left: no process rooted in a whittle temp dir,
-/// no mount of one, no temp dir.
-fn assert_nothing_left(tmp: &Path) {
+/// Processes in one of whittle's sandboxes (whittle sets HOSTNAME=whittle in their
+/// environment; /proc/PID/root shows "/" from outside a pivoted root) whose environment
+/// holds `marker` (each test passes its own with `--env`, as tests run concurrently).
+fn sandboxed_processes(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(link) = std::fs::read_link(entry.path().join("root")) {
-            let l = link.to_string_lossy();
-            assert!(
-                !(l.starts_with(&*tmp.to_string_lossy()) && l.contains(".whittle-")),
-                "process {} still runs in a sandbox root {l}",
-                entry.path().display()
-            );
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        if has(&environ, b"HOSTNAME=whittle\0") && has(&environ, marker.as_bytes()) {
+            found.push(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline)
+            ));
         }
     }
+    found
+}
+
+/// A `--env` marker unique to this test process and `test`.
+fn marker(test: &str) -> String {
+    format!("WHITTLE_TEST_MARK={test}-{}", std::process::id())
+}
+
+/// Nothing of a whittle sandbox with `marker` is left: no process, no mount of a
+/// whittle temp dir, no temp dir in `tmp`.
+fn assert_nothing_left(tmp: &Path, marker: &str) {
+    let left = sandboxed_processes(marker);
+    assert!(
+        left.is_empty(),
+        "processes still run in a sandbox: {left:?}"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(".whittle-"),
@@ -156,7 +176,18 @@ fn nginx_traced_with_an_http_probe_serves_the_page_without_includes() {
         reference("docker-archive", &nginx.join("nginx.tar"), None),
     ];
     args.push(reference("docker-archive", &out, Some(tag)));
-    args.extend(["--http-probe", "80/", "--verify", "--report"].map(String::from));
+    let mark = marker("nginx");
+    args.extend(
+        [
+            "--env",
+            &mark,
+            "--http-probe",
+            "80/",
+            "--verify",
+            "--report",
+        ]
+        .map(String::from),
+    );
     args.push(report.to_string_lossy().into_owned());
     let run = common::slim_e2e::run_whittle_env(&args, &[("TMPDIR", tmp.to_str().unwrap())]).ok();
     let err = run.stderr();
@@ -170,7 +201,7 @@ fn nginx_traced_with_an_http_probe_serves_the_page_without_includes() {
         "{}",
         run.describe()
     );
-    assert_nothing_left(&tmp);
+    assert_nothing_left(&tmp, &mark);
 
     // Every file comes from the original image, unchanged by the run (logs, pid file).
     let files = output_files(&out, dir.path());
@@ -459,6 +490,7 @@ fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
     let out = dir.path().join("out.tar");
     let report = dir.path().join("report.json");
     let started = Instant::now();
+    let mark = marker("sigterm");
     let args = [
         "slim".to_string(),
         archive(fx, "stubborn"),
@@ -467,6 +499,8 @@ fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
             &out,
             Some("whittle-test/trace-stubborn-slim:latest"),
         ),
+        "--env".into(),
+        mark.clone(),
         "--duration".into(),
         "1".into(),
         "--stop-timeout".into(),
@@ -483,7 +517,7 @@ fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
     );
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     assert!(read_report(&report).contains_key("/app/stubborn.txt"));
-    assert_nothing_left(&tmp);
+    assert_nothing_left(&tmp, &mark);
 }
 
 #[test]
@@ -532,4 +566,65 @@ fn verify_catches_a_broken_slim() {
     ]);
     assert_eq!(r.code(), Some(1), "{}", r.describe());
     assert!(!refused.exists(), "a failed --verify wrote its output");
+}
+
+#[test]
+fn ctrl_c_during_a_run_leaves_nothing_behind() {
+    let Some((_, fx)) = trace_fixtures() else {
+        return;
+    };
+    if !require_root() {
+        return;
+    }
+    let dir = tempdir();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.path().join("out.tar");
+    let mark = marker("ctrl-c");
+    let mut child = common::docker_e2e::whittle()
+        .args([
+            "slim",
+            &archive(fx, "stubborn"),
+            &reference("docker-archive", &out, Some("x:y")),
+            "--env",
+            &mark,
+            "--duration",
+            "60",
+        ])
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the program runs in its sandbox.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sandboxed = || !sandboxed_processes(&mark).is_empty();
+    while !sandboxed() {
+        assert!(Instant::now() < deadline, "the sandbox never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(!out.exists(), "an interrupted slim wrote its output");
+    // The kernel tears the pid namespace down asynchronously: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sandboxed() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!sandboxed(), "a sandboxed process outlived whittle");
+    assert_nothing_left(&tmp, &mark);
+    let prefix = format!(".whittle-{pid}-");
+    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        assert!(
+            !entry.file_name().to_string_lossy().starts_with(&prefix),
+            "/dev/shm/{:?} left",
+            entry.file_name()
+        );
+    }
 }

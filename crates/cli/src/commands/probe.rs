@@ -188,6 +188,28 @@ impl RunDir<'_> {
     }
 }
 
+/// Removes roots that whittle processes which no longer exist left in `dir`
+/// (`kill -9` skips every clean-up; in memory they would stay until reboot).
+fn sweep_dead_runs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".whittle-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// `/dev/shm`, where interrupted runs' roots may be left for the sweep.
 pub const MEMORY_DIR: &str = "/dev/shm";
 
@@ -206,6 +228,9 @@ fn run_dir<'a>(flat: &Flat, scratch: &'a Scratch) -> Result<RunDir<'a>> {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024);
+    if is_tmpfs {
+        sweep_dead_runs(shm);
+    }
     if is_tmpfs && bytes < available / 4 {
         if let Ok(s) = Scratch::new_in(shm) {
             return Ok(RunDir::Memory(s));
