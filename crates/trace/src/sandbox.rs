@@ -456,13 +456,16 @@ unsafe fn mount(
 /// Drops to the program's identity, enters its working directory and execs it,
 /// trying each PATH candidate as `execvp` does.
 unsafe fn launch(l: &Launch, err_fd: RawFd) -> ! {
+    // Raw syscalls, not glibc's wrappers: those apply the change to every thread
+    // glibc knows of, and after a raw clone it still believes the parent's threads
+    // exist — it waits for them forever.
     check(
-        libc::setgroups(l.groups.len(), l.groups.as_ptr()) as libc::c_long,
+        libc::syscall(libc::SYS_setgroups, l.groups.len(), l.groups.as_ptr()),
         err_fd,
         STEP_GROUPS,
     );
-    check(libc::setgid(l.gid) as libc::c_long, err_fd, STEP_GID);
-    check(libc::setuid(l.uid) as libc::c_long, err_fd, STEP_UID);
+    check(libc::syscall(libc::SYS_setgid, l.gid), err_fd, STEP_GID);
+    check(libc::syscall(libc::SYS_setuid, l.uid), err_fd, STEP_UID);
     check(
         libc::chdir(l.workdir.as_ptr()) as libc::c_long,
         err_fd,
