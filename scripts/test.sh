@@ -22,6 +22,10 @@ flock /tmp/whittle-fixture.lock bash tests/fixtures/slim-images.sh "$WHITTLE_SLI
 export WHITTLE_TRACE_FIXTURES=${WHITTLE_TRACE_FIXTURES:-$PWD/target/fixtures/trace}
 echo "test: building the trace fixtures in $WHITTLE_TRACE_FIXTURES (cached)" >&2
 flock /tmp/whittle-fixture.lock bash tests/fixtures/trace-images.sh "$WHITTLE_TRACE_FIXTURES" "$WHITTLE_FIXTURES"
+# The builder image for `whittle build` (Debian bookworm minbase with musl-gcc).
+export WHITTLE_BUILD_FIXTURES=${WHITTLE_BUILD_FIXTURES:-$PWD/target/fixtures/build}
+echo "test: building the build fixtures in $WHITTLE_BUILD_FIXTURES (cached)" >&2
+flock /tmp/whittle-fixture.lock bash tests/fixtures/build-images.sh "$WHITTLE_BUILD_FIXTURES"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

@@ -154,6 +154,7 @@ impl ConfigFlags {
             user: self.user.clone(),
             expose: self.expose.clone(),
             labels,
+            ..ConfigOverrides::default()
         })
     }
 }

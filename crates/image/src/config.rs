@@ -56,6 +56,10 @@ pub struct ConfigOverrides {
     pub expose: Vec<String>,
     /// Labels set.
     pub labels: Vec<(String, String)>,
+    /// Paths added to `Volumes`.
+    pub volumes: Vec<String>,
+    /// Replaces `StopSignal`.
+    pub stop_signal: Option<String>,
 }
 
 impl ConfigOverrides {
@@ -68,6 +72,8 @@ impl ConfigOverrides {
             && self.user.is_none()
             && self.expose.is_empty()
             && self.labels.is_empty()
+            && self.volumes.is_empty()
+            && self.stop_signal.is_none()
     }
 
     fn apply(&self, run: &mut Map<String, Value>) {
@@ -116,6 +122,15 @@ impl ConfigOverrides {
             for (k, v) in &self.labels {
                 labels.insert(k.clone(), json!(v));
             }
+        }
+        if !self.volumes.is_empty() {
+            let volumes = object_entry(run, "Volumes");
+            for v in &self.volumes {
+                volumes.insert(v.clone(), json!({}));
+            }
+        }
+        if let Some(s) = &self.stop_signal {
+            run.insert("StopSignal".into(), json!(s));
         }
     }
 }

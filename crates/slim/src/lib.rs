@@ -439,3 +439,53 @@ pub fn resolves(flat: &Flat, path: &str) -> bool {
     let root = ImageRoot::new(flat);
     whittle_elf::root::resolve(&root, path).is_ok()
 }
+
+/// The paths of `flat` that `whittle build` takes from an image: each of `paths`
+/// (a directory with its tree, symlinks on the way and their targets), their
+/// parent directories, and with `closure` the ELF closure of every program and
+/// library among them, resolved inside the image.
+pub fn select(
+    flat: &Flat,
+    paths: &[String],
+    closure: bool,
+) -> Result<(FlatView, Vec<String>), SlimError> {
+    let root = ImageRoot::new(flat);
+    let config = RunConfig {
+        entrypoint: vec![],
+        cmd: vec![],
+        env: vec![],
+        workdir: "/".into(),
+        volumes: vec![],
+    };
+    let mut planner = Planner::new(&root, config);
+    for p in paths {
+        let path = whittle_elf::root::normalize("/", p);
+        if !planner.exists(&path) && whittle_elf::root::Root::lstat(&root, &path).is_none() {
+            return Err(SlimError::Config(format!("{path} is not in the image")));
+        }
+        planner.include_without_closure(&path, Reason::Include(path.clone()), closure);
+    }
+    if closure {
+        planner.drain();
+    }
+    let mut keep = std::mem::take(&mut planner.keep);
+    let warnings = std::mem::take(&mut planner.warnings);
+    let children: Vec<String> = keep.iter().map(|(p, _)| p.clone()).collect();
+    for child in children {
+        let mut dir = whittle_elf::root::parent(&child).to_string();
+        while dir != "/" {
+            if !keep.insert(&dir, Reason::ParentOf(child.clone())) {
+                break;
+            }
+            dir = whittle_elf::root::parent(&dir).to_string();
+        }
+    }
+    let mut view = FlatView::default();
+    for (path, _) in keep.iter() {
+        let k = key(path).to_string();
+        if let Some(node) = flat.view.nodes.get(&k) {
+            view.nodes.insert(k, node.clone());
+        }
+    }
+    Ok((view, warnings))
+}

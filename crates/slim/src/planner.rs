@@ -419,6 +419,21 @@ impl<'a> Planner<'a> {
         self.drain();
     }
 
+    /// Like [`Planner::include`], analysing the ELF files kept only when `closure` is set.
+    pub fn include_without_closure(&mut self, path: &str, reason: Reason, closure: bool) {
+        if closure {
+            self.include(path, reason);
+            return;
+        }
+        let Some(r) = self.keep_path(path, reason, "paths") else {
+            return;
+        };
+        if r.kind == NodeKind::Dir {
+            self.keep_tree(&r.path);
+        }
+        self.queue.clear();
+    }
+
     /// Keeps a whole tree; files in it are analysed, symlinks bring their
     /// targets (a link to a directory brings that directory's tree too).
     pub fn keep_tree(&mut self, dir: &str) {

@@ -71,5 +71,5 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
             &mutate_options(global, &a.config, Compression::Gzip)?,
         )?,
     };
-    write_output(&dst, &out, global)
+    write_output(&dst, &out, global).map(drop)
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod build;
 mod copy;
 mod extract;
 mod inspect;
@@ -25,6 +26,8 @@ pub use probe::MEMORY_DIR;
 pub enum Command {
     /// Copy an image between transports, keeping its config and layers.
     Copy(copy::CopyArgs),
+    /// Build an image from one TOML definition: hermetic steps, layers, baseline files, config.
+    Build(build::BuildArgs),
     /// Write an image as one layer: the flattened filesystem.
     Squash(squash::SquashArgs),
     /// Report an image's layers, sizes, wasted space and ELF programs.
@@ -43,6 +46,7 @@ pub enum Command {
 pub fn run(command: Command, global: &Global) -> Result<()> {
     match command {
         Command::Copy(a) => copy::run(a, global),
+        Command::Build(a) => build::run(a, global),
         Command::Squash(a) => squash::run(a, global),
         Command::Inspect(a) => inspect::run(a, global),
         Command::Slim(a) => slim::run(a, global),
@@ -115,8 +119,12 @@ pub fn mutate_options(
     })
 }
 
-/// Writes the result and reports it.
-pub fn write_output(dst: &ImageRef, image: &Image, global: &Global) -> Result<()> {
+/// Writes the result and reports it; returns the written manifest's digest.
+pub fn write_output(
+    dst: &ImageRef,
+    image: &Image,
+    global: &Global,
+) -> Result<whittle_image::Digest> {
     let opts = whittle_transport::WriteOptions {
         registry: global.registry()?,
         source_date_epoch: args::source_date_epoch()?,
@@ -128,7 +136,7 @@ pub fn write_output(dst: &ImageRef, image: &Image, global: &Global) -> Result<()
         say_written(dst, &digest);
     }
     println!("{digest}");
-    Ok(())
+    Ok(digest)
 }
 
 /// `wrote DST`; for a registry, the reference by digest that pulls exactly this image.

@@ -213,13 +213,23 @@ fn sweep_dead_runs(dir: &std::path::Path) {
 /// `/dev/shm`, where interrupted runs' roots may be left for the sweep.
 pub const MEMORY_DIR: &str = "/dev/shm";
 
-fn run_dir<'a>(flat: &Flat, scratch: &'a Scratch) -> Result<RunDir<'a>> {
-    let bytes: u64 = flat.view.nodes.values().map(|n| n.size()).sum();
+/// A scratch directory in memory (on /dev/shm) for unpacked roots, when
+/// /dev/shm is a tmpfs; also sweeps roots dead whittle processes left there.
+pub fn memory_scratch() -> Option<Scratch> {
     let shm = std::path::Path::new(MEMORY_DIR);
     // (f_type's integer type differs between targets.)
     #[allow(clippy::unnecessary_cast)]
     let is_tmpfs =
         rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == libc::TMPFS_MAGIC as i64);
+    if !is_tmpfs {
+        return None;
+    }
+    sweep_dead_runs(shm);
+    Scratch::new_in(shm).ok()
+}
+
+fn run_dir<'a>(flat: &Flat, scratch: &'a Scratch) -> Result<RunDir<'a>> {
+    let bytes: u64 = flat.view.nodes.values().map(|n| n.size()).sum();
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -228,11 +238,8 @@ fn run_dir<'a>(flat: &Flat, scratch: &'a Scratch) -> Result<RunDir<'a>> {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024);
-    if is_tmpfs {
-        sweep_dead_runs(shm);
-    }
-    if is_tmpfs && bytes < available / 4 {
-        if let Ok(s) = Scratch::new_in(shm) {
+    if bytes < available / 4 {
+        if let Some(s) = memory_scratch() {
             return Ok(RunDir::Memory(s));
         }
     }

@@ -30,5 +30,5 @@ pub fn run(a: SquashArgs, global: &Global) -> Result<()> {
     let opts = mutate_options(global, &a.config, a.compression)?;
     let squashed = whittle_image::mutate::squash(&image, &scratch_for(&dst)?, &opts)
         .with_context(|| format!("cannot squash {src}"))?;
-    write_output(&dst, &squashed, global)
+    write_output(&dst, &squashed, global).map(drop)
 }

@@ -1,0 +1,195 @@
+//! Build steps: a command run in a builder image inside whittle's sandbox —
+//! own namespaces, loopback-only network unless the spec says `network =
+//! "host"`, a fixed environment (nothing leaks from the host), inputs copied in
+//! read-only — and the outputs it leaves, located safely inside its root.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use whittle_image::mutate::Flat;
+use whittle_trace::{Exit, Network, Probes, RunOptions, Sandbox};
+
+use crate::spec::{Step, StepNetwork};
+use crate::BuildError;
+
+/// The PATH a step runs with.
+const STEP_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The longest a step may run.
+const STEP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// A finished step: its root (kept until the layers are written) and outputs.
+pub struct StepResult {
+    /// The step's name.
+    pub name: String,
+    /// The unpacked root the step ran in, with what it wrote.
+    pub root: PathBuf,
+    /// Each declared output: in-step path and its real host path inside `root`.
+    pub outputs: Vec<(String, PathBuf)>,
+    /// Seconds it ran.
+    pub seconds: f64,
+}
+
+/// Resolves `inside` as if `root` were `/` (symlinks cannot lead out) and returns its host path.
+pub fn resolve_in_root(root: &Path, inside: &str) -> Result<PathBuf, BuildError> {
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| BuildError::io("cannot open", root, e.into()))?;
+    let rel = inside.trim_start_matches('/');
+    let fd = rustix::fs::openat2(
+        &dir,
+        if rel.is_empty() { "." } else { rel },
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| BuildError::Input(format!("{inside}: {}", std::io::Error::from(e))))?;
+    let real = fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map_err(|e| BuildError::io("cannot locate", Path::new(inside), e))?;
+    let root_real = fs::canonicalize(root).map_err(|e| BuildError::io("cannot locate", root, e))?;
+    if !real.starts_with(&root_real) {
+        return Err(BuildError::Input(format!(
+            "{inside} lies outside the step's root"
+        )));
+    }
+    Ok(real)
+}
+
+/// Copies a host file or tree to `dst`, without write permission (inputs are read-only).
+fn copy_read_only(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    let md = fs::symlink_metadata(src).map_err(|e| BuildError::io("cannot read", src, e))?;
+    let mode = md.permissions().mode() & 0o7555;
+    if md.is_dir() {
+        fs::create_dir_all(dst).map_err(|e| BuildError::io("cannot create", dst, e))?;
+        for entry in fs::read_dir(src).map_err(|e| BuildError::io("cannot list", src, e))? {
+            let entry = entry.map_err(|e| BuildError::io("cannot list", src, e))?;
+            copy_read_only(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+            .map_err(|e| BuildError::io("cannot chmod", dst, e))?;
+    } else if md.file_type().is_symlink() {
+        let t = fs::read_link(src).map_err(|e| BuildError::io("cannot read", src, e))?;
+        std::os::unix::fs::symlink(t, dst).map_err(|e| BuildError::io("cannot create", dst, e))?;
+    } else {
+        fs::copy(src, dst).map_err(|e| BuildError::io("cannot copy", src, e))?;
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+            .map_err(|e| BuildError::io("cannot chmod", dst, e))?;
+    }
+    Ok(())
+}
+
+/// Runs `step` in its builder image (already flattened as `flat`), unpacked into `root`.
+pub fn run(
+    step: &Step,
+    flat: &Flat,
+    root: &Path,
+    log_dir: &Path,
+    epoch: u64,
+    quiet: bool,
+) -> Result<StepResult, BuildError> {
+    whittle_trace::check_supported()?;
+    fs::create_dir_all(root).map_err(|e| BuildError::io("cannot create", root, e))?;
+    whittle_image::unpack::unpack(flat, &flat.view, root)?;
+    for (inside, host) in &step.inputs {
+        let at = root.join(inside.trim_start_matches('/'));
+        if let Some(parent) = at.parent() {
+            fs::create_dir_all(parent).map_err(|e| BuildError::io("cannot create", parent, e))?;
+            // The parent must not be a link out of the root.
+            resolve_in_root(
+                root,
+                crate::stage::rel(inside)
+                    .rsplit_once('/')
+                    .map_or("/", |(p, _)| p),
+            )?;
+        }
+        copy_read_only(host, &at)?;
+    }
+    for out in &step.outputs {
+        if let Some((parent, _)) = out.trim_end_matches('/').rsplit_once('/') {
+            if !parent.is_empty() {
+                let p = root.join(parent.trim_start_matches('/'));
+                let _ = fs::create_dir_all(&p);
+            }
+        }
+    }
+    let mut env = vec![
+        format!("PATH={STEP_PATH}"),
+        "HOME=/root".to_string(),
+        "TZ=UTC".to_string(),
+        "LANG=C.UTF-8".to_string(),
+        format!("SOURCE_DATE_EPOCH={epoch}"),
+    ];
+    for (k, v) in &step.env {
+        env.retain(|e| e.split('=').next() != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    let sandbox = Sandbox {
+        root: root.to_path_buf(),
+        argv: vec!["/bin/sh".into(), "-c".into(), step.run.clone()],
+        env,
+        path: STEP_PATH.split(':').map(String::from).collect(),
+        workdir: step.workdir.clone().unwrap_or_else(|| "/".into()),
+        uid: 0,
+        gid: 0,
+        groups: vec![0],
+        network: match step.network {
+            StepNetwork::None => Network::Loopback,
+            StepNetwork::Host => Network::Host,
+        },
+        hostname: "whittle-build".into(),
+        trace_files: false,
+    };
+    let opts = RunOptions {
+        probes: Probes {
+            duration: Some(STEP_TIMEOUT),
+            ..Probes::default()
+        },
+        exposed_ports: vec![],
+        stop_signal: libc::SIGTERM,
+        stop_timeout: Duration::from_secs(5),
+        ready_timeout: Duration::from_secs(1),
+        log_dir: log_dir.to_path_buf(),
+    };
+    if !quiet {
+        eprintln!("step {}: running in {}", step.name, step.image);
+    }
+    let out = whittle_trace::run(sandbox, &opts).map_err(|e| BuildError::Step {
+        name: step.name.clone(),
+        why: e.to_string(),
+    })?;
+    if out.exit != Some(Exit::Code(0)) {
+        let how = out
+            .exit
+            .map_or("did not finish".to_string(), |e| e.to_string());
+        let tail = whittle_trace::tail_of(&out.log);
+        return Err(BuildError::Step {
+            name: step.name.clone(),
+            why: format!("it failed ({how}); its output:\n{tail}"),
+        });
+    }
+    let mut outputs = Vec::new();
+    for o in &step.outputs {
+        let real = resolve_in_root(root, o).map_err(|e| BuildError::Step {
+            name: step.name.clone(),
+            why: format!("declared output {o} is missing: {e}"),
+        })?;
+        outputs.push((o.clone(), real));
+    }
+    if !quiet {
+        eprintln!("step {}: done in {:.2} s", step.name, out.seconds);
+    }
+    Ok(StepResult {
+        name: step.name.clone(),
+        root: root.to_path_buf(),
+        outputs,
+        seconds: out.seconds,
+    })
+}
