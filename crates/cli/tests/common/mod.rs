@@ -943,6 +943,32 @@ pub mod slim_e2e {
         )
     }
 
+    /// The nginx fixture and the builder image of tests/fixtures/build-images.sh
+    /// ($WHITTLE_BUILD_FIXTURES): builder.tar, a debootstrap Debian with musl-tools.
+    pub fn build_fixtures() -> Option<(&'static Path, &'static Path)> {
+        if !super::docker_e2e::require_tools(&["docker"]) {
+            return None;
+        }
+        let nginx = fixture()?;
+        static BUILD: OnceLock<Result<PathBuf, SlimFixtureError>> = OnceLock::new();
+        let built = BUILD.get_or_init(|| {
+            build_script_fixture(
+                fixture_dir("WHITTLE_BUILD_FIXTURES", "build"),
+                "build-images.sh",
+                &["debootstrap"],
+                nginx,
+            )
+        });
+        match built {
+            Ok(dir) => Some((nginx, dir.as_path())),
+            Err(SlimFixtureError::Unavailable(reason)) => {
+                skip_or_panic(reason);
+                None
+            }
+            Err(SlimFixtureError::Failed(msg)) => panic!("build fixtures: {msg}"),
+        }
+    }
+
     /// The nginx fixture and the run-time tracing images of tests/fixtures/trace-images.sh
     /// ($WHITTLE_TRACE_FIXTURES): dlopen, echo, batch, forks, stubborn (.tar each,
     /// expected/NAME.txt). `None`: skip (already reported; a failure when `CI` is set).
