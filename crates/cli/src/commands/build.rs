@@ -14,6 +14,7 @@ use crate::args::{self, ConfigFlags, Global};
 
 /// Arguments of `build`.
 #[derive(Args, Debug)]
+#[command(after_help = SPEC_KEYS)]
 pub struct BuildArgs {
     /// The build definition (TOML; see docs/BUILD.md and examples/).
     #[arg(value_name = "SPEC")]
@@ -32,6 +33,17 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "dst")]
     emit_context: Option<PathBuf>,
 }
+
+/// Every key of a spec, for `--help` (docs/BUILD.md has the details).
+const SPEC_KEYS: &str = "\
+SPEC keys (TOML; host paths relative to the spec's directory; details: docs/BUILD.md):
+  from = \"scratch\" | IMAGE        baseline = \"static\" | \"base\" | \"none\"
+  ca_certs_from = IMAGE             tzdata_from = IMAGE
+  [[step]]   name, image, run, inputs = { \"/in/step\" = \"host/path\" }, outputs = [paths],
+             network = \"none\" | \"host\", env = { K = \"V\" }, workdir
+  [[layer]]  name, files = [{ step, path, to } | { host, to }], image, paths = [...],
+             closure = true|false, mode = \"0755\", uid, gid
+  [config]   entrypoint, cmd, env, user, workdir, ports, volumes, labels, stop_signal";
 
 /// Runs `build`.
 pub fn run(a: BuildArgs, global: &Global) -> Result<()> {
