@@ -494,3 +494,52 @@ fn bad_specs_say_where_and_write_nothing() {
         }
     }
 }
+
+#[test]
+fn a_static_glibc_program_using_nss_is_warned_about() {
+    if common::docker_e2e::find_tool("gcc").is_none()
+        || common::docker_e2e::find_tool("musl-gcc").is_none()
+    {
+        common::docker_e2e::skip_or_panic("gcc and musl-gcc are needed to make static programs");
+        return;
+    }
+    let dir = tempdir();
+    fs::create_dir(dir.path().join("bin")).unwrap();
+    let src = dir.path().join("who.c");
+    fs::write(&src, "#include <pwd.h>\n#include <stdio.h>\nint main(void) { struct passwd *p = getpwnam(\"root\"); printf(\"%d\\n\", p ? (int)p->pw_uid : -1); return 0; }\n").unwrap();
+    for (compiler, name) in [("gcc", "glibc"), ("musl-gcc", "musl")] {
+        let out = std::process::Command::new(compiler)
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("bin").join(name))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{compiler}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let spec = dir.path().join("who.toml");
+    fs::write(
+        &spec,
+        "baseline = \"static\"\n[[layer]]\nname = \"bin\"\nfiles = [{ host = \"bin\", to = \"/bin\" }]\n[config]\nentrypoint = [\"/bin/glibc\"]\n",
+    )
+    .unwrap();
+    let run = build(
+        &spec,
+        &reference("oci", &dir.path().join("out"), Some("x")),
+        &[],
+    )
+    .ok();
+    let err = run.stderr();
+    assert!(
+        err.contains("/bin/glibc: statically linked with glibc and uses NSS"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !err.contains("/bin/musl:"),
+        "musl has no NSS modules to load: {err}"
+    );
+}
