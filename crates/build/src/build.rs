@@ -192,7 +192,11 @@ pub fn build(
     };
     let mut inputs = vec![Input {
         kind: "spec",
-        name: spec_file.display().to_string(),
+        // The file name only, so that two checkouts record the same inputs.
+        name: spec_file.file_name().map_or_else(
+            || spec_file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         digest: format!(
             "sha256:{}",
             hex::encode(Sha256::digest(spec.source.as_bytes()))
@@ -295,9 +299,13 @@ pub fn build(
         staged.push((l.name.clone(), layer));
     }
     for path in sources.keys() {
+        // Named relative to the spec, so that two checkouts record the same inputs.
+        let name = path
+            .strip_prefix(&spec.dir)
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
         inputs.push(Input {
             kind: "source",
-            name: path.display().to_string(),
+            name,
             digest: tree_hash(path)?,
         });
     }
@@ -379,9 +387,36 @@ pub fn build(
         )?,
         None => config::new_config(&diff_ids, Some(epoch), &overrides),
     };
+    let config = RawDoc::new(MediaType::OciConfig, config_bytes);
+    // The provenance in the manifest too, as OCI annotations (digests only, no host paths).
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "dev.whittle.build.hermetic".to_string(),
+        host_network_steps.is_empty().to_string(),
+    );
+    for (n, input) in inputs.iter().enumerate() {
+        annotations.insert(
+            format!("dev.whittle.build.input.{n}"),
+            format!("{} {} {}", input.kind, input.name, input.digest),
+        );
+    }
+    annotations.insert(
+        "dev.whittle.build.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    let manifest = whittle_image::Manifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        config: config.descriptor(),
+        layers: layers.iter().map(|l| l.descriptor.clone()).collect(),
+        annotations,
+    };
     let image = Image {
-        manifest: None,
-        config: RawDoc::new(MediaType::OciConfig, config_bytes),
+        manifest: Some(RawDoc::new(
+            MediaType::OciManifest,
+            whittle_image::manifest::to_json(&manifest),
+        )),
+        config,
         layers,
     };
     Ok(Built {

@@ -143,6 +143,33 @@ fn a_musl_hello_is_built_hermetically_onto_scratch() {
         );
     }
     assert_eq!(p["predicate"]["runDetails"]["metadata"]["hermetic"], true);
+    // The same, as annotations of the manifest (no host paths: sources relative to the spec).
+    let index = read_json(&layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = read_json(&common::docker_e2e::blob_path(&layout, &digest));
+    let notes: Vec<String> = manifest["annotations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("source src sha256:")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("spec hello.toml sha256:")),
+        "{notes:?}"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.whittle.build.hermetic"],
+        "true"
+    );
 
     let archive = dir.path().join("hello.tar");
     let tag = "whittle-test/build-hello:latest";
