@@ -17,6 +17,12 @@ use common::slim_e2e::{
 
 const GREETING: &str = "hello from a whittle build";
 
+/// The fixtures, when they and root are available (else the test is skipped, said why).
+fn setup() -> Option<(&'static Path, &'static Path)> {
+    let fx = build_fixtures()?;
+    root().then_some(fx)
+}
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -26,6 +32,12 @@ fn root() -> bool {
         return false;
     }
     true
+}
+
+/// Removes a leftover `tag` and registers it for removal at the end.
+fn fresh(tag: &str, cleanup: &mut DockerCleanup) {
+    docker(["rmi", "-f", tag]);
+    cleanup.images.push(tag.into());
 }
 
 /// A source tree with hello.c (mode 0644, whatever the umask) in `dir/src`.
@@ -103,12 +115,9 @@ fn oci_layer_sizes(layout: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn a_musl_hello_is_built_hermetically_onto_scratch() {
-    let Some((_, fx)) = build_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let dir = tempdir();
     hello_tree(dir.path(), GREETING);
     let spec = dir.path().join("hello.toml");
@@ -174,8 +183,7 @@ fn a_musl_hello_is_built_hermetically_onto_scratch() {
     let archive = dir.path().join("hello.tar");
     let tag = "whittle-test/build-hello:latest";
     let mut cleanup = DockerCleanup::default();
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.into());
+    fresh(tag, &mut cleanup);
     build(
         &spec,
         &reference("docker-archive", &archive, Some(tag)),
@@ -195,12 +203,9 @@ fn a_musl_hello_is_built_hermetically_onto_scratch() {
 
 #[test]
 fn nginx_with_its_closure_on_scratch_serves_the_page() {
-    let Some((nginx, _)) = build_fixtures() else {
+    let Some((nginx, _)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let dir = tempdir();
     fs::create_dir(dir.path().join("html")).unwrap();
     fs::write(dir.path().join("html/index.html"), "built page\n").unwrap();
@@ -217,8 +222,7 @@ fn nginx_with_its_closure_on_scratch_serves_the_page() {
     let archive = dir.path().join("nginx.tar");
     let tag = "whittle-test/build-nginx:latest";
     let mut cleanup = DockerCleanup::default();
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.into());
+    fresh(tag, &mut cleanup);
     build(
         &spec,
         &reference("docker-archive", &archive, Some(tag)),
@@ -263,12 +267,9 @@ entrypoint = ["/result"]
 
 #[test]
 fn steps_have_no_network_unless_the_spec_says_host() {
-    let Some((_, fx)) = build_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -326,12 +327,9 @@ fn steps_have_no_network_unless_the_spec_says_host() {
 
 #[test]
 fn the_same_spec_and_sources_give_the_same_digest_anywhere() {
-    let Some((_, fx)) = build_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let dir = tempdir();
     let mut digests = Vec::new();
     for (name, umask, tz) in [
@@ -433,12 +431,9 @@ entrypoint = ["/app/run"]
 
 #[test]
 fn emit_context_builds_with_docker_build() {
-    let Some((_, fx)) = build_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let dir = tempdir();
     hello_tree(dir.path(), GREETING);
     let spec = dir.path().join("hello.toml");
@@ -476,12 +471,9 @@ fn emit_context_builds_with_docker_build() {
 
 #[test]
 fn bad_specs_say_where_and_write_nothing() {
-    let Some((_, fx)) = build_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !root() {
-        return;
-    }
     let dir = tempdir();
     hello_tree(dir.path(), GREETING);
     fs::write(dir.path().join("../outside.txt"), "x").ok();

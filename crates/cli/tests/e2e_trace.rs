@@ -23,6 +23,12 @@ use common::slim_e2e::{
 
 const MB: u64 = 1_000_000;
 
+/// The fixtures, when they and root are available (else the test is skipped, said why).
+fn setup() -> Option<(&'static Path, &'static Path)> {
+    let fx = trace_fixtures()?;
+    require_root().then_some(fx)
+}
+
 /// Root is needed for namespaces, mounts and ptrace.
 fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -157,12 +163,9 @@ fn assert_nothing_left(tmp: &Path, marker: &str) {
 
 #[test]
 fn nginx_traced_with_an_http_probe_serves_the_page_without_includes() {
-    let Some((nginx, _)) = trace_fixtures() else {
+    let Some((nginx, _)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
@@ -260,12 +263,9 @@ fn nginx_traced_with_an_http_probe_serves_the_page_without_includes() {
 
 #[test]
 fn dlopen_is_missed_statically_and_found_by_the_trace() {
-    let Some((_, fx)) = trace_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let src = archive(fx, "dlopen");
     let expected = std::fs::read_to_string(fx.join("expected/dlopen.txt")).unwrap();
@@ -346,12 +346,9 @@ fn dlopen_is_missed_statically_and_found_by_the_trace() {
 
 #[test]
 fn an_echo_server_is_driven_by_tcp_and_exec_probes() {
-    let Some((_, fx)) = trace_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let src = archive(fx, "echo");
     let out = dir.path().join("out.tar");
@@ -420,12 +417,9 @@ fn an_echo_server_is_driven_by_tcp_and_exec_probes() {
 
 #[test]
 fn a_batch_job_and_a_forking_tree_are_traced_to_the_end() {
-    let Some((_, fx)) = trace_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let mut cleanup = DockerCleanup::default();
     for (name, needed, unused) in [
@@ -478,12 +472,9 @@ fn a_batch_job_and_a_forking_tree_are_traced_to_the_end() {
 
 #[test]
 fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
-    let Some((_, fx)) = trace_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
@@ -522,12 +513,9 @@ fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
 
 #[test]
 fn verify_catches_a_broken_slim() {
-    let Some((nginx, _)) = trace_fixtures() else {
+    let Some((nginx, _)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let src = reference("docker-archive", &nginx.join("nginx.tar"), None);
     let out = dir.path().join("broken.tar");
@@ -570,12 +558,9 @@ fn verify_catches_a_broken_slim() {
 
 #[test]
 fn ctrl_c_during_a_run_leaves_nothing_behind() {
-    let Some((_, fx)) = trace_fixtures() else {
+    let Some((_, fx)) = setup() else {
         return;
     };
-    if !require_root() {
-        return;
-    }
     let dir = tempdir();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();

@@ -254,16 +254,7 @@ pub fn plan(
         keep.insert("/tmp", Reason::Tmp);
     }
     // Every kept path needs its directories.
-    let children: Vec<String> = keep.iter().map(|(p, _)| p.clone()).collect();
-    for child in children {
-        let mut dir = whittle_elf::root::parent(&child).to_string();
-        while dir != "/" {
-            if !keep.insert(&dir, Reason::ParentOf(child.clone())) {
-                break;
-            }
-            dir = whittle_elf::root::parent(&dir).to_string();
-        }
-    }
+    keep_parents(&mut keep);
 
     let mut view = FlatView::default();
     for (path, _) in keep.iter() {
@@ -321,6 +312,20 @@ pub fn plan(
             warnings,
         },
     })
+}
+
+/// Keeps the directories above every kept path.
+fn keep_parents(keep: &mut KeepSet) {
+    let children: Vec<String> = keep.iter().map(|(p, _)| p.clone()).collect();
+    for child in children {
+        let mut dir = whittle_elf::root::parent(&child).to_string();
+        while dir != "/" {
+            if !keep.insert(&dir, Reason::ParentOf(child.clone())) {
+                break;
+            }
+            dir = whittle_elf::root::parent(&dir).to_string();
+        }
+    }
 }
 
 fn excluded(set: &GlobSet, path: &str) -> bool {
@@ -470,16 +475,7 @@ pub fn select(
     }
     let mut keep = std::mem::take(&mut planner.keep);
     let warnings = std::mem::take(&mut planner.warnings);
-    let children: Vec<String> = keep.iter().map(|(p, _)| p.clone()).collect();
-    for child in children {
-        let mut dir = whittle_elf::root::parent(&child).to_string();
-        while dir != "/" {
-            if !keep.insert(&dir, Reason::ParentOf(child.clone())) {
-                break;
-            }
-            dir = whittle_elf::root::parent(&dir).to_string();
-        }
-    }
+    keep_parents(&mut keep);
     let mut view = FlatView::default();
     for (path, _) in keep.iter() {
         let k = key(path).to_string();
