@@ -6,11 +6,22 @@
 //! themselves are only ever replaced by rename, so they are never touched here.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use whittle_transport::ImageRef;
 
 /// Exit status after a signal, as shells report SIGINT.
 const INTERRUPTED: i32 = 130;
+
+/// Set when a signal arrived: the handler owns the exit from then on.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a signal arrived. The main thread must then leave the exit to the
+/// handler: killing the sandbox or sweeping scratch makes the command fail, and
+/// its error exit would race the handler's (the status must be 130, not 1).
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::SeqCst)
+}
 
 fn sweep(dirs: &[PathBuf]) {
     let prefix = whittle_image::temp_prefix();
@@ -46,6 +57,7 @@ pub fn install(outputs: &[&ImageRef]) {
     }
     // If a handler cannot be installed, a signal simply ends the process as before.
     let _ = ctrlc::set_handler(move || {
+        SIGNALLED.store(true, Ordering::SeqCst);
         // A sandboxed program first: its private root is among what the sweep removes.
         whittle_trace::kill_running();
         sweep(&dirs);

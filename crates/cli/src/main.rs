@@ -27,7 +27,12 @@ fn main() -> ExitCode {
     if !cli.global.quiet {
         whittle_image::progress::install(Box::new(output::Progress::new()));
     }
-    match commands::run(cli.command, &cli.global) {
+    let result = commands::run(cli.command, &cli.global);
+    // An interrupted run ends in the signal handler, with its own status.
+    while interrupt::signalled() {
+        std::thread::park();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             output::print_error(&err);

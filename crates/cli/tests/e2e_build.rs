@@ -490,6 +490,35 @@ fn bad_specs_say_where_and_write_nothing() {
             "exit code 3",
         ),
     ];
+    fs::create_dir_all(dir.path().join("files")).unwrap();
+    fs::write(dir.path().join("files/tool"), "plain data\n").unwrap();
+    fs::set_permissions(
+        dir.path().join("files/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let layer = "[[layer]]\nname = \"a\"\nfiles = [{ host = \"files\", to = \"/opt\" }]\n";
+    let mut cases = cases;
+    cases.push((
+        "entrypoint not executable",
+        format!("{layer}[config]\nentrypoint = [\"/opt/tool\"]\n"),
+        None,
+        "/opt/tool is not executable",
+    ));
+    cases.push((
+        "entrypoint missing",
+        format!("{layer}[config]\nentrypoint = [\"/opt/nothing\"]\n"),
+        None,
+        "/opt/nothing is not a file in the image",
+    ));
+    cases.push((
+        "user missing",
+        format!(
+            "{layer}mode = \"0755\"\n[config]\nentrypoint = [\"/opt/tool\"]\nuser = \"www-data\"\n"
+        ),
+        None,
+        "no /etc/passwd",
+    ));
     for (what, text, position, phrase) in cases {
         let spec = dir.path().join("spec.toml");
         fs::write(&spec, text).unwrap();
@@ -561,4 +590,56 @@ fn a_static_glibc_program_using_nss_is_warned_about() {
         !err.contains("/bin/musl:"),
         "musl has no NSS modules to load: {err}"
     );
+}
+
+#[test]
+fn a_base_image_keeps_its_layers_and_config_under_the_new_ones() {
+    let Some((_, _)) = setup() else {
+        return;
+    };
+    let Some((_, trace)) = common::slim_e2e::trace_fixtures() else {
+        return;
+    };
+    let dir = tempdir();
+    fs::create_dir(dir.path().join("conf")).unwrap();
+    fs::write(dir.path().join("conf/echo.conf"), "port=7000\n").unwrap();
+    let base = trace.join("echo.tar");
+    let spec = dir.path().join("spec.toml");
+    fs::write(
+        &spec,
+        format!(
+            "from = \"docker-archive:{}\"\n[[layer]]\nname = \"conf\"\nfiles = [{{ host = \"conf\", to = \"/etc/echo\" }}]\n[config]\nlabels = {{ \"purpose\" = \"test\" }}\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = build(&spec, &reference("oci", &out, Some("x")), &[]).ok();
+    let layers = oci_layer_sizes(&out);
+    let index = read_json(&out.join("index.json"));
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = read_json(&common::docker_e2e::blob_path(&out, &digest));
+    let config = read_json(&common::docker_e2e::blob_path(
+        &out,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    let base_config = common::docker_e2e::docker_archive_image(&base);
+    assert_eq!(
+        layers.len(),
+        base_config.diff_ids().len() + 1,
+        "{}",
+        run.describe()
+    );
+    // The base's entrypoint and exposed port stay; the spec's label is added.
+    assert_eq!(config["config"]["Entrypoint"][0], "/bin/nc");
+    assert!(
+        config["config"]["ExposedPorts"]["7000/tcp"].is_object(),
+        "{config}"
+    );
+    assert_eq!(config["config"]["Labels"]["purpose"], "test");
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids[0].as_str().unwrap(), base_config.diff_ids()[0]);
 }
