@@ -45,7 +45,9 @@ printf '| %-38s | %7.2f |\n' "whittle slim --http-probe 80/" "$(median <<<"$trac
 
 # --- 2. tracer overhead on tar of a big tree
 root=$work/root
-mkdir -p "$root/bin" "$root/data"
+mkdir -p "$root/bin" "$root/data" "$root/dev"
+# The plain chroot runs need a real /dev/null (the sandbox mounts its own /dev over this).
+mknod -m 666 "$root/dev/null" c 1 3
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/tar"
 cp -a /usr/share/. "$root/data/"
