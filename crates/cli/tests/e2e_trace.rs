@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -612,4 +613,40 @@ fn ctrl_c_during_a_run_leaves_nothing_behind() {
             entry.file_name()
         );
     }
+}
+
+#[test]
+fn a_probe_script_runs_on_the_host_inside_the_programs_network() {
+    let Some((_, fx)) = setup() else {
+        return;
+    };
+    let dir = tempdir();
+    let script = dir.path().join("probe.sh");
+    let seen = dir.path().join("seen.txt");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$WHITTLE_APP_ADDR $WHITTLE_APP_PORTS\" > {seen}\nreply=$(echo scripted | busybox nc \"$WHITTLE_APP_HOST\" \"$WHITTLE_APP_PORT\")\necho \"$reply\" >> {seen}\n[ \"$reply\" = scripted ]\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = dir.path().join("out.tar");
+    let run = slim(
+        &archive(fx, "echo"),
+        &out,
+        "whittle-test/trace-echo-script:latest",
+        // (busybox nc as pid 1 ignores SIGTERM: do not wait the default 10 s for it.)
+        &[
+            "--probe-script",
+            script.to_str().unwrap(),
+            "--stop-timeout",
+            "1",
+        ],
+    );
+    assert!(run.stderr().contains("probe script"), "{}", run.describe());
+    assert!(run.stderr().contains("exit code 0"), "{}", run.describe());
+    let seen = fs::read_to_string(&seen).unwrap();
+    assert_eq!(seen, "127.0.0.1:7000 7000\nscripted\n");
 }
