@@ -84,6 +84,28 @@ impl Images {
         Ok(i)
     }
 
+    /// A step's root as an image (one uncompressed layer), to resolve closures in.
+    fn from_dir(&mut self, root: &Path, step: &str) -> Result<usize, BuildError> {
+        let key = format!("step:{step}");
+        if let Some(i) = self.by_ref.get(&key) {
+            return Ok(*i);
+        }
+        let image = whittle_transport::dir::open(
+            root,
+            self.scratch.clone(),
+            Compression::None,
+            &ConfigOverrides::default(),
+            Some(0),
+        )
+        .map_err(|e| BuildError::Input(format!("step {step}: cannot read its root: {e}")))?;
+        self.images.push(image);
+        self.flats.push(None);
+        let i = self.images.len() - 1;
+        // Not an input of the build: left out of the provenance by its prefix.
+        self.by_ref.insert(key, i);
+        Ok(i)
+    }
+
     fn flat(&mut self, i: usize) -> Result<&Flat, BuildError> {
         if self.flats[i].is_none() {
             let flat = Flat::read(
@@ -288,11 +310,46 @@ pub fn build(
                 }
             }
         }
-        if l.closure && !l.files.is_empty() && l.image.is_none() {
-            warnings.push(format!(
-                "layer {}: closure applies to paths taken from an image; files from steps and the host are taken as they are",
-                l.name
-            ));
+        if l.closure {
+            // Programs a step built link what its builder has: resolve their
+            // closure inside the step's root as it was when the step ended.
+            for s in &steps {
+                let wanted: Vec<String> = l
+                    .files
+                    .iter()
+                    .filter_map(|f| match f {
+                        FileSource::Step { step, path, .. } if *step == s.name => {
+                            Some(path.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let i = images.from_dir(&s.root, &s.name)?;
+                let flat = images.flat(i)?;
+                let (mut view, w) = whittle_slim::select(flat, &wanted, true).map_err(|e| {
+                    BuildError::Input(format!("layer {}: step {}: {e}", l.name, s.name))
+                })?;
+                warnings.extend(w.into_iter().map(|w| format!("layer {}: {w}", l.name)));
+                // The outputs themselves are placed at their `to` above; only their closure comes here.
+                let outputs: Vec<String> = wanted.iter().map(|p| crate::stage::rel(p)).collect();
+                view.nodes.retain(|k, n| {
+                    !outputs
+                        .iter()
+                        .any(|o| k == o || k.starts_with(&format!("{o}/")))
+                        && !(n.kind == whittle_image::entries::EntryKind::Dir
+                            && outputs.iter().any(|o| o.starts_with(&format!("{k}/"))))
+                });
+                layer.add_view(i, &view);
+            }
+            if l.files.iter().any(|f| matches!(f, FileSource::Host { .. })) {
+                warnings.push(format!(
+                    "layer {}: closure is resolved for paths from an image or a step; host files are taken as they are",
+                    l.name
+                ));
+            }
         }
         layer.apply_overrides(l.mode, l.uid, l.gid);
         layer.add_parents();
@@ -315,7 +372,11 @@ pub fn build(
         Some(r) => Some(images.open(r)?),
         None => None,
     };
-    for (r, i) in &images.by_ref {
+    for (r, i) in images
+        .by_ref
+        .iter()
+        .filter(|(r, _)| !r.starts_with("step:"))
+    {
         inputs.push(Input {
             kind: "image",
             name: r.clone(),

@@ -643,3 +643,47 @@ fn a_base_image_keeps_its_layers_and_config_under_the_new_ones() {
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(diff_ids[0].as_str().unwrap(), base_config.diff_ids()[0]);
 }
+
+#[test]
+fn a_dynamic_program_built_in_a_step_brings_its_closure() {
+    let Some((_, fx)) = setup() else {
+        return;
+    };
+    let dir = tempdir();
+    hello_tree(dir.path(), GREETING);
+    let spec = dir.path().join("dyn.toml");
+    // musl-gcc without -static: the program needs /lib/ld-musl-x86_64.so.1 from the builder.
+    let text = hello_spec(fx)
+        .replace("musl-gcc -static -O2", "musl-gcc -O2")
+        .replace("mode = \"0755\"", "mode = \"0755\"\nclosure = true");
+    fs::write(&spec, text).unwrap();
+    let archive = dir.path().join("dyn.tar");
+    let tag = "whittle-test/build-dynamic:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    build(
+        &spec,
+        &reference("docker-archive", &archive, Some(tag)),
+        &[],
+    )
+    .ok();
+    docker_load(&archive, tag);
+    let (ok, stdout, stderr) = docker_run_offline(tag);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), GREETING);
+    // Without closure the loader is missing: an error before anything is written.
+    let text = fs::read_to_string(&spec)
+        .unwrap()
+        .replace("closure = true\n", "");
+    fs::write(&spec, text).unwrap();
+    let out = dir.path().join("none.tar");
+    let run = build(&spec, &reference("docker-archive", &out, Some("x:y")), &[]);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.stderr()
+            .contains("its loader /lib/ld-musl-x86_64.so.1 is not in the image"),
+        "{}",
+        run.describe()
+    );
+    assert!(!out.exists());
+}
