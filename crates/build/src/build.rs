@@ -85,7 +85,7 @@ impl Images {
     }
 
     /// A step's root as an image (one uncompressed layer), to resolve closures in.
-    fn from_dir(&mut self, root: &Path, step: &str) -> Result<usize, BuildError> {
+    fn open_step_root(&mut self, root: &Path, step: &str) -> Result<usize, BuildError> {
         let key = format!("step:{step}");
         if let Some(i) = self.by_ref.get(&key) {
             return Ok(*i);
@@ -327,7 +327,7 @@ pub fn build(
                 if wanted.is_empty() {
                     continue;
                 }
-                let i = images.from_dir(&s.root, &s.name)?;
+                let i = images.open_step_root(&s.root, &s.name)?;
                 let flat = images.flat(i)?;
                 let (mut view, w) = whittle_slim::select(flat, &wanted, true).map_err(|e| {
                     BuildError::Input(format!("layer {}: step {}: {e}", l.name, s.name))
@@ -336,11 +336,12 @@ pub fn build(
                 // The outputs themselves are placed at their `to` above; only their closure comes here.
                 let outputs: Vec<String> = wanted.iter().map(|p| crate::stage::rel(p)).collect();
                 view.nodes.retain(|k, n| {
-                    !outputs
+                    let is_output = outputs
                         .iter()
-                        .any(|o| k == o || k.starts_with(&format!("{o}/")))
-                        && !(n.kind == whittle_image::entries::EntryKind::Dir
-                            && outputs.iter().any(|o| o.starts_with(&format!("{k}/"))))
+                        .any(|o| k == o || k.starts_with(&format!("{o}/")));
+                    let above_output = n.kind == whittle_image::entries::EntryKind::Dir
+                        && outputs.iter().any(|o| o.starts_with(&format!("{k}/")));
+                    !is_output && !above_output
                 });
                 layer.add_view(i, &view);
             }
