@@ -3,9 +3,10 @@
 #  1. `whittle slim --http-probe 80/` on the Debian nginx fixture (read, unpack, run nginx
 #     in the sandbox under trace, probe, stop, plan, write), next to static-only slim.
 #  2. The tracer's overhead on a syscall-heavy workload: busybox `tar` over a tree of
-#     ~40,000 files (a copy of this machine's /usr/share), run in whittle's sandbox
-#     untraced and traced (crates/trace/examples/trace_overhead.rs), and the same tar in
-#     a plain chroot untraced and under `strace -f --seccomp-bpf -e trace=file` (the peer).
+#     ~40,000 files (a copy of this machine's /usr/share), written to /dev/null (the
+#     worst case: metadata only) and to an archive in /tmp, each run in whittle's sandbox
+#     untraced and traced (crates/trace/examples/trace_overhead.rs), and in a plain
+#     chroot untraced and under `strace -f --seccomp-bpf -e trace=file` (the peer).
 # Needs root. Usage: bench/trace.sh      Environment: REPEAT (default 5), WHITTLE_FIXTURES
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,19 +53,27 @@ cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/tar"
 cp -a /usr/share/. "$root/data/"
 files=$(find "$root/data" -type f | wc -l)
-tar_cmd=(/bin/tar -cf /dev/null /data)
-read -r _ sandbox_untraced < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^untraced')
-read -r _ sandbox_traced calls paths < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^traced')
-chroot_untraced="" chroot_strace=""
-for ((i = 0; i < REPEAT; i++)); do
-  chroot_untraced+="$(secs chroot "$root" "${tar_cmd[@]}") "
-  chroot_strace+="$(secs strace -f -qq --seccomp-bpf -e trace=file -o /dev/null chroot "$root" "${tar_cmd[@]}") "
+mkdir -p "$root/tmp"
+# Two workloads: the archive to /dev/null (metadata-bound: the most stops per second) and
+# written out to /tmp (a tmpfs in the sandbox, the root's own /tmp in the chroot runs).
+for target in /dev/null /tmp/out.tar; do
+  tar_cmd=(/bin/tar -cf "$target" /data)
+  read -r _ sandbox_untraced < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^untraced')
+  read -r _ sandbox_traced calls paths < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^traced')
+  chroot_untraced="" chroot_strace=""
+  for ((i = 0; i < REPEAT; i++)); do
+    rm -f "$root/tmp/out.tar"
+    chroot_untraced+="$(secs chroot "$root" "${tar_cmd[@]}") "
+    rm -f "$root/tmp/out.tar"
+    chroot_strace+="$(secs strace -f -qq --seccomp-bpf -e trace=file -o /dev/null chroot "$root" "${tar_cmd[@]}") "
+  done
+  rm -f "$root/tmp/out.tar"
+  cu=$(median <<<"$chroot_untraced"); cs=$(median <<<"$chroot_strace")
+  printf '\nbusybox tar -cf %s over %s files (%s), median of %s\n' "$target" "$files" "$(du -sh "$root/data" | cut -f1)" "$REPEAT"
+  printf '| %-52s | %7s | %10s |\n' run "wall s" "x untraced"
+  printf '|------------------------------------------------------|---------|------------|\n'
+  printf '| %-52s | %7.2f | %10s |\n' "whittle sandbox, untraced" "$sandbox_untraced" "1.00"
+  printf '| %-52s | %7.2f | %10.2f |\n' "whittle sandbox, traced ($calls calls, $paths paths)" "$sandbox_traced" "$(awk -v a="$sandbox_traced" -v b="$sandbox_untraced" 'BEGIN{print a/b}')"
+  printf '| %-52s | %7.2f | %10s |\n' "chroot, untraced" "$cu" "1.00"
+  printf '| %-52s | %7.2f | %10.2f |\n' "chroot, strace -f --seccomp-bpf -e trace=file" "$cs" "$(awk -v a="$cs" -v b="$cu" 'BEGIN{print a/b}')"
 done
-cu=$(median <<<"$chroot_untraced"); cs=$(median <<<"$chroot_strace")
-printf '\nbusybox tar -cf /dev/null over %s files (%s), median of %s\n' "$files" "$(du -sh "$root/data" | cut -f1)" "$REPEAT"
-printf '| %-46s | %7s | %8s |\n' run "wall s" "x untraced"
-printf '|------------------------------------------------|---------|----------|\n'
-printf '| %-46s | %7.2f | %8s |\n' "whittle sandbox, untraced" "$sandbox_untraced" "1.00"
-printf '| %-46s | %7.2f | %8.2f |\n' "whittle sandbox, traced ($calls calls, $paths paths)" "$sandbox_traced" "$(awk -v a="$sandbox_traced" -v b="$sandbox_untraced" 'BEGIN{print a/b}')"
-printf '| %-46s | %7.2f | %8s |\n' "chroot, untraced" "$cu" "1.00"
-printf '| %-46s | %7.2f | %8.2f |\n' "chroot, strace -f --seccomp-bpf -e trace=file" "$cs" "$(awk -v a="$cs" -v b="$cu" 'BEGIN{print a/b}')"
