@@ -439,6 +439,14 @@ fn pkgdb_keep(
     }
 }
 
+/// Whether `path` lies in /proc, /sys or /dev: what a running program sees
+/// there is the kernel's, not the image's.
+pub fn is_run_time_path(path: &str) -> bool {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|d| path == *d || path.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+}
+
 /// Whether `path` exists in the image (resolved through its symlinks, inside it).
 pub fn resolves(flat: &Flat, path: &str) -> bool {
     let root = ImageRoot::new(flat);

@@ -91,7 +91,9 @@ impl RunConfig {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
     }
 
-    fn path_dirs(&self) -> Vec<String> {
+    /// The directories of the image's `PATH` (the default one when unset), made
+    /// absolute against the working directory, in search order.
+    pub fn path_dirs(&self) -> Vec<String> {
         let path = self
             .env
             .iter()
@@ -480,11 +482,7 @@ impl<'a> Planner<'a> {
     /// file brings its closure; a directory only itself (what the program
     /// read inside it was traced too).
     pub fn keep_traced(&mut self, path: &str, by: &str) {
-        const NOT_THE_IMAGE: &[&str] = &["/proc", "/sys", "/dev"];
-        if NOT_THE_IMAGE
-            .iter()
-            .any(|d| path == *d || path.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
-        {
+        if crate::is_run_time_path(path) {
             return;
         }
         let reason = || Reason::Traced(by.to_string());

@@ -272,25 +272,14 @@ pub fn traced_run(
     let unpacked = started.elapsed();
     let id = whittle_trace::user::resolve(&root, &rt.user)?;
     let mut env = run_config.env.clone();
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .map(str::to_string);
-    if path.is_none() {
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", id.home));
     }
     env.push("HOSTNAME=whittle".into());
-    let path_dirs = path
-        .as_deref()
-        .unwrap_or(DEFAULT_PATH)
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| whittle_elf::root::normalize(&run_config.workdir, d))
-        .collect();
+    let path_dirs = run_config.path_dirs();
     let sandbox = Sandbox {
         root: root.clone(),
         argv: argv.clone(),

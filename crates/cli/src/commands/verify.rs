@@ -113,7 +113,7 @@ pub fn compare(
         .trace
         .paths
         .iter()
-        .filter(|(p, t)| t.access != Access::Modify && !is_kernel(p))
+        .filter(|(p, t)| t.access != Access::Modify && !whittle_slim::is_run_time_path(p))
         .map(|(p, _)| p)
         .filter(|p| !whittle_slim::resolves(slim_flat, p) && whittle_slim::resolves(orig_flat, p))
         .collect();
@@ -132,12 +132,6 @@ pub fn compare(
         out.push(text);
     }
     out
-}
-
-fn is_kernel(p: &str) -> bool {
-    ["/proc", "/sys", "/dev"]
-        .iter()
-        .any(|d| p == *d || p.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
 }
 
 /// Prints the differences for people.
