@@ -530,7 +530,7 @@ impl Tracer {
             failure: read_end,
             argv0: argv.first().cloned().unwrap_or_default(),
         });
-        // Its options are set at its first stop, in `on_first_stop`.
+        // Its options are set at its first stop, in the loop of `trace_thread`.
         Ok(())
     }
 }
@@ -616,7 +616,6 @@ pub(crate) fn trace_thread(
             exec: None,
         },
     );
-    let mut configured: std::collections::HashSet<libc::pid_t> = Default::default();
     loop {
         while let Ok((cmd, ack)) = commands.try_recv() {
             t.command(cmd);
@@ -646,7 +645,8 @@ pub(crate) fn trace_thread(
         }
         // The first stop of a process we started ourselves: set the options its tree inherits.
         let ours = pid == t.pid1 || t.probes.iter().any(|p| p.pid == pid);
-        if ours && sig == libc::SIGSTOP && configured.insert(pid) {
+        let first_stop = t.procs.get(&pid).is_some_and(|p| p.fresh);
+        if ours && sig == libc::SIGSTOP && first_stop {
             // SAFETY: SETOPTIONS takes the options as data.
             unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, OPTIONS as libc::c_long) };
             if pid == t.pid1 {
