@@ -5,6 +5,7 @@
 
 use std::io::Read;
 
+use whittle_elf::NodeKind;
 use whittle_image::entries::EntryKind;
 use whittle_image::flatten::Node;
 use whittle_image::mutate::Flat;
@@ -30,19 +31,6 @@ enum Found<'a> {
 }
 
 impl Found<'_> {
-    fn symlink(&self) -> Option<&str> {
-        match self {
-            Found::Staged(e) => match &e.kind {
-                StagedKind::Symlink(t) => Some(t),
-                _ => None,
-            },
-            Found::Base(n) => match &n.kind {
-                EntryKind::Symlink(t) => Some(t),
-                _ => None,
-            },
-        }
-    }
-
     fn is_file(&self) -> bool {
         match self {
             Found::Staged(e) => matches!(
@@ -64,8 +52,6 @@ impl Found<'_> {
     }
 }
 
-const MAX_LINKS: usize = 40;
-
 impl<'a> Merged<'a> {
     fn lookup(&self, key: &str) -> Option<Found<'a>> {
         for (_, layer) in self.staged.iter().rev() {
@@ -78,47 +64,11 @@ impl<'a> Merged<'a> {
             .map(Found::Base)
     }
 
-    /// Resolves `path` inside the image (symlinks followed, `..` clamped at `/`).
+    /// Resolves `path` inside the image with the resolver slim uses (symlinks
+    /// followed, `..` clamped at `/`): its key and what is there.
     fn resolve(&self, path: &str) -> Option<(String, Found<'a>)> {
-        let mut todo: Vec<String> = path
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .rev()
-            .collect();
-        let mut done: Vec<String> = Vec::new();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            done.push(c);
-            let key = done.join("/");
-            let found = self.lookup(&key)?;
-            if let Some(target) = found.symlink() {
-                hops += 1;
-                if hops > MAX_LINKS {
-                    return None;
-                }
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                todo.extend(
-                    target
-                        .split('/')
-                        .filter(|c| !c.is_empty())
-                        .map(String::from)
-                        .rev(),
-                );
-            }
-        }
-        let key = done.join("/");
+        let resolved = whittle_elf::root::resolve(self, path).ok()?;
+        let key = rel(&resolved.path);
         let found = self.lookup(&key)?;
         Some((key, found))
     }
@@ -152,6 +102,68 @@ impl<'a> Merged<'a> {
             },
         };
         out
+    }
+}
+
+impl whittle_elf::root::Root for Merged<'_> {
+    fn lstat(&self, path: &str) -> Option<NodeKind> {
+        let key = rel(path);
+        if key.is_empty() {
+            return Some(NodeKind::Dir);
+        }
+        Some(match self.lookup(&key)? {
+            Found::Staged(e) => match &e.kind {
+                StagedKind::Dir => NodeKind::Dir,
+                StagedKind::Symlink(t) => NodeKind::Symlink(t.clone()),
+                StagedKind::Bytes(b) => NodeKind::File(b.len() as u64),
+                StagedKind::Image(_, d) => NodeKind::File(d.size),
+                StagedKind::Host(_) | StagedKind::Hardlink(_) => NodeKind::File(0),
+            },
+            Found::Base(n) => match &n.kind {
+                EntryKind::Dir => NodeKind::Dir,
+                EntryKind::Symlink(t) => NodeKind::Symlink(t.clone()),
+                EntryKind::File => NodeKind::File(n.size()),
+                _ => NodeKind::Other,
+            },
+        })
+    }
+
+    fn read_at(&self, path: &str, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(found) = self.lookup(&rel(path)) else {
+            return Ok(0);
+        };
+        let data = self.read(&found, offset + buf.len() as u64);
+        let start = (offset as usize).min(data.len());
+        let n = (data.len() - start).min(buf.len());
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+
+    fn list(&self, path: &str) -> Vec<String> {
+        let key = rel(path);
+        let prefix = if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}/")
+        };
+        let child = |k: &String| {
+            k.strip_prefix(&prefix)
+                .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+                .map(String::from)
+        };
+        let mut names: Vec<String> = self
+            .staged
+            .iter()
+            .flat_map(|(_, l)| l.entries.keys().filter_map(child))
+            .chain(
+                self.base
+                    .into_iter()
+                    .flat_map(|f| f.view.nodes.keys().filter_map(child)),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -229,8 +241,9 @@ pub fn entrypoint(fs: &Merged<'_>, spec: &Spec) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// A user name becomes `uid:gid` from the image's own /etc/passwd (numeric
-/// users run everywhere, also where a name cannot be looked up).
+/// A user name becomes `uid:gid` from the image's own /etc/passwd and
+/// /etc/group, resolved as the sandbox resolves it (numeric users are kept:
+/// they run everywhere, also where a name cannot be looked up).
 pub fn resolve_user(fs: &Merged<'_>, user: &str) -> Result<String, BuildError> {
     let (name, group) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -243,33 +256,17 @@ pub fn resolve_user(fs: &Merged<'_>, user: &str) -> Result<String, BuildError> {
         .resolve("/etc/passwd")
         .map(|(_, f)| fs.read(&f, 1 << 20))
         .ok_or_else(|| BuildError::Entrypoint(format!("user {user:?}: the image has no /etc/passwd (use baseline = \"static\" or a numeric uid)")))?;
-    let text = String::from_utf8_lossy(&passwd);
-    let entry = text
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && (f[0] == name || f[2] == name))
-        .ok_or_else(|| {
-            BuildError::Entrypoint(format!("user {name:?} is not in the image's /etc/passwd"))
-        })?;
-    let gid = match group {
-        None => entry[3].to_string(),
-        Some(g) if g.parse::<u32>().is_ok() => g.to_string(),
-        Some(g) => {
-            let groups = fs
-                .resolve("/etc/group")
-                .map(|(_, f)| fs.read(&f, 1 << 20))
-                .unwrap_or_default();
-            let text = String::from_utf8_lossy(&groups);
-            text.lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() >= 3 && f[0] == g)
-                .map(|f| f[2].to_string())
-                .ok_or_else(|| {
-                    BuildError::Entrypoint(format!("group {g:?} is not in the image's /etc/group"))
-                })?
-        }
-    };
-    Ok(format!("{}:{gid}", entry[2]))
+    let groups = fs
+        .resolve("/etc/group")
+        .map(|(_, f)| fs.read(&f, 1 << 20))
+        .unwrap_or_default();
+    let id = whittle_trace::user::resolve_in(
+        &String::from_utf8_lossy(&passwd),
+        &String::from_utf8_lossy(&groups),
+        user,
+    )
+    .map_err(|e| BuildError::Entrypoint(e.to_string()))?;
+    Ok(format!("{}:{}", id.uid, id.gid))
 }
 
 /// Statically linked glibc programs still dlopen `libnss_*.so` for getpwnam

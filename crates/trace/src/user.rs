@@ -55,12 +55,17 @@ fn fields(text: &str) -> impl Iterator<Item = Vec<&str>> {
 pub fn resolve(root: &Path, user: &str) -> Result<Identity, TraceError> {
     let passwd = read_in_root(root, "/etc/passwd").unwrap_or_default();
     let group = read_in_root(root, "/etc/group").unwrap_or_default();
+    resolve_in(&passwd, &group, user)
+}
+
+/// Resolves `user` against the text of an image's `/etc/passwd` and `/etc/group`.
+pub fn resolve_in(passwd: &str, group: &str, user: &str) -> Result<Identity, TraceError> {
     let (user_part, group_part) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
-    let entry = fields(&passwd).find(|f| {
+    let entry = fields(passwd).find(|f| {
         f.len() >= 7
             && (f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part))
     });
@@ -86,7 +91,7 @@ pub fn resolve(root: &Path, user: &str) -> Result<Identity, TraceError> {
     if let Some(g) = group_part {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => fields(&group)
+            Err(_) => fields(group)
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
                 .ok_or_else(|| {
@@ -96,7 +101,7 @@ pub fn resolve(root: &Path, user: &str) -> Result<Identity, TraceError> {
     }
     let mut groups = vec![gid];
     if let Some(name) = &name {
-        for f in fields(&group) {
+        for f in fields(group) {
             if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
                 if let Ok(g) = f[2].parse::<u32>() {
                     if !groups.contains(&g) {
