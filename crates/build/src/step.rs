@@ -4,13 +4,13 @@
 //! read-only — and the outputs it leaves, located safely inside its root.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use whittle_image::mutate::Flat;
-use whittle_trace::{Exit, Network, Probes, RunOptions, Sandbox};
+use whittle_trace::rootfs::RootDir;
+use whittle_trace::{Exit, IdMapping, Network, Policy, Probes, RunOptions, Sandbox};
 
 use crate::spec::{Step, StepNetwork};
 use crate::BuildError;
@@ -63,29 +63,6 @@ pub fn resolve_in_root(root: &Path, inside: &str) -> Result<PathBuf, BuildError>
     Ok(real)
 }
 
-/// Copies a host file or tree to `dst`, without write permission (inputs are read-only).
-fn copy_read_only(src: &Path, dst: &Path) -> Result<(), BuildError> {
-    let md = fs::symlink_metadata(src).map_err(|e| BuildError::io("cannot read", src, e))?;
-    let mode = md.permissions().mode() & 0o7555;
-    if md.is_dir() {
-        fs::create_dir_all(dst).map_err(|e| BuildError::io("cannot create", dst, e))?;
-        for entry in fs::read_dir(src).map_err(|e| BuildError::io("cannot list", src, e))? {
-            let entry = entry.map_err(|e| BuildError::io("cannot list", src, e))?;
-            copy_read_only(&entry.path(), &dst.join(entry.file_name()))?;
-        }
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode))
-            .map_err(|e| BuildError::io("cannot chmod", dst, e))?;
-    } else if md.file_type().is_symlink() {
-        let t = fs::read_link(src).map_err(|e| BuildError::io("cannot read", src, e))?;
-        std::os::unix::fs::symlink(t, dst).map_err(|e| BuildError::io("cannot create", dst, e))?;
-    } else {
-        fs::copy(src, dst).map_err(|e| BuildError::io("cannot copy", src, e))?;
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode))
-            .map_err(|e| BuildError::io("cannot chmod", dst, e))?;
-    }
-    Ok(())
-}
-
 /// Runs `step` in its builder image (already flattened as `flat`), unpacked into `root`.
 pub fn run(
     step: &Step,
@@ -97,26 +74,19 @@ pub fn run(
 ) -> Result<StepResult, BuildError> {
     whittle_trace::check_supported()?;
     fs::create_dir_all(root).map_err(|e| BuildError::io("cannot create", root, e))?;
-    whittle_image::unpack::unpack(flat, &flat.view, root)?;
+    // Steps run as root of the builder image, in a user namespace.
+    let ids = IdMapping::for_caller(0, 0);
+    let unpacked = whittle_trace::unpack_for_run(flat, root, &ids)?;
+    // Every write beneath the root resolves inside it: a builder image's
+    // symlinks cannot lead an input or an output's directory to the host.
+    let dir = RootDir::open(root, ids.to_host(0, 0))?;
     for (inside, host) in &step.inputs {
-        let at = root.join(inside.trim_start_matches('/'));
-        if let Some(parent) = at.parent() {
-            fs::create_dir_all(parent).map_err(|e| BuildError::io("cannot create", parent, e))?;
-            // The parent must not be a link out of the root.
-            resolve_in_root(
-                root,
-                crate::stage::rel(inside)
-                    .rsplit_once('/')
-                    .map_or("/", |(p, _)| p),
-            )?;
-        }
-        copy_read_only(host, &at)?;
+        dir.copy_in_read_only(host, inside)?;
     }
     for out in &step.outputs {
         if let Some((parent, _)) = out.trim_end_matches('/').rsplit_once('/') {
             if !parent.is_empty() {
-                let p = root.join(parent.trim_start_matches('/'));
-                let _ = fs::create_dir_all(&p);
+                dir.mkdir_all(parent)?;
             }
         }
     }
@@ -139,13 +109,19 @@ pub fn run(
         workdir: step.workdir.clone().unwrap_or_else(|| "/".into()),
         uid: 0,
         gid: 0,
-        groups: vec![0],
+        groups: if ids.can_set_groups() {
+            vec![0]
+        } else {
+            vec![]
+        },
         network: match step.network {
             StepNetwork::None => Network::Loopback,
             StepNetwork::Host => Network::Host,
         },
         hostname: "whittle-build".into(),
         trace_files: false,
+        policy: Policy::docker_default(ids),
+        owners: unpacked.deferred,
     };
     let opts = RunOptions {
         probes: Probes {

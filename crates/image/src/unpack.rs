@@ -38,6 +38,43 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
+/// A file whose owner could not be given (the caller may not give files
+/// away): its image ids, for the caller to give inside a user namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferredOwner {
+    /// Absolute path inside the root.
+    pub path: String,
+    /// The image's owner.
+    pub uid: u32,
+    /// The image's group.
+    pub gid: u32,
+    /// The image's mode (a change of owner clears set-id bits).
+    pub mode: u32,
+    /// Whether it is a symlink.
+    pub symlink: bool,
+}
+
+/// Maps an image's `(uid, gid)` to the host ids to write; `None` leaves the caller's.
+pub type IdMapper<'a> = &'a (dyn Fn(u32, u32) -> Option<(u32, u32)> + Sync);
+
+/// How [`unpack_with`] writes.
+#[derive(Clone, Copy, Default)]
+pub struct UnpackOptions<'a> {
+    /// Host ids for the image's ids (a user namespace's map); without it the image's ids are written as they are.
+    pub ids: Option<IdMapper<'a>>,
+    /// Write an empty file for each device node instead of the node (a sandbox's root).
+    pub no_devices: bool,
+}
+
+/// What [`unpack_with`] wrote, and the owners it left to the caller.
+#[derive(Clone, Debug, Default)]
+pub struct Unpacked {
+    /// Counts.
+    pub stats: UnpackStats,
+    /// Owners the process was not allowed to give.
+    pub deferred: Vec<DeferredOwner>,
+}
+
 /// Each worker's copy buffer.
 const BUF_SIZE: usize = 256 << 10;
 
@@ -58,6 +95,17 @@ const CAPABILITY: &str = "security.capability";
 /// view leaves out is made with mode 0755, owned by root. The root node (the
 /// empty path), when present, sets `dest`'s own owner and mode.
 pub fn unpack(flat: &Flat, view: &FlatView, dest: &Path) -> Result<UnpackStats> {
+    unpack_with(flat, view, dest, UnpackOptions::default()).map(|u| u.stats)
+}
+
+/// [`unpack`] with ids mapped (for a user namespace) and, optionally, no device nodes.
+/// Owners the process may not give are listed in the result rather than skipped.
+pub fn unpack_with(
+    flat: &Flat,
+    view: &FlatView,
+    dest: &Path,
+    options: UnpackOptions<'_>,
+) -> Result<Unpacked> {
     let plan = Plan::new(view)?;
     let root = rustix::fs::open(
         dest,
@@ -68,6 +116,8 @@ pub fn unpack(flat: &Flat, view: &FlatView, dest: &Path) -> Result<UnpackStats> 
     let out = Out {
         root: root.as_fd(),
         dest,
+        options,
+        deferred: Mutex::new(Vec::new()),
     };
     out.make_dirs(&plan)?;
     let stats = out.write_files(flat, &plan)?;
@@ -75,8 +125,16 @@ pub fn unpack(flat: &Flat, view: &FlatView, dest: &Path) -> Result<UnpackStats> 
     out.finish_dirs(&plan)?;
     if let Some(node) = view.nodes.get("").filter(|n| n.kind == EntryKind::Dir) {
         out.set_owner_mode(root.as_fd(), "", &node.meta, false)?;
+    } else if let Some(map) = options.ids {
+        // The root directory belongs to the image's root.
+        if let Some((u, g)) = map(0, 0) {
+            let r = rustix::fs::fchown(&root, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)));
+            allow_denied(r).map_err(|e| out.error("cannot change the owner of", "", e))?;
+        }
     }
-    Ok(stats)
+    let mut deferred = out.deferred.into_inner().unwrap_or_default();
+    deferred.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Unpacked { stats, deferred })
 }
 
 /// How a path that is neither a directory nor a data-carrying file is made.
@@ -327,9 +385,48 @@ impl<'a> DirCache<'a> {
 struct Out<'a> {
     root: BorrowedFd<'a>,
     dest: &'a Path,
+    options: UnpackOptions<'a>,
+    deferred: Mutex<Vec<DeferredOwner>>,
 }
 
 impl Out<'_> {
+    /// Gives `path` its owner through `chown` (mapped when asked); an owner the
+    /// process may not give is recorded for the caller.
+    fn chown(
+        &self,
+        path: &str,
+        meta: &Meta,
+        symlink: bool,
+        chown: impl FnOnce(Uid, Gid) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        let (uid, gid) = ids(path, meta)?;
+        let host = match self.options.ids {
+            None => Some((uid, gid)),
+            Some(map) => {
+                map(uid.as_raw(), gid.as_raw()).map(|(u, g)| (Uid::from_raw(u), Gid::from_raw(g)))
+            }
+        };
+        let Some((hu, hg)) = host else {
+            return Ok(());
+        };
+        match chown(hu, hg) {
+            Ok(()) => Ok(()),
+            Err(Errno::PERM) | Err(Errno::INVAL) => {
+                if let Ok(mut d) = self.deferred.lock() {
+                    d.push(DeferredOwner {
+                        path: format!("/{path}"),
+                        uid: uid.as_raw(),
+                        gid: gid.as_raw(),
+                        mode: meta.mode & 0o7777,
+                        symlink,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.error("cannot change the owner of", path, e)),
+        }
+    }
+
     fn error(&self, what: &'static str, path: &str, e: Errno) -> Error {
         Error::io(what, self.dest.join(path), e.into())
     }
@@ -426,9 +523,9 @@ impl Out<'_> {
         meta: &Meta,
         capability: bool,
     ) -> Result<()> {
-        let (uid, gid) = ids(path, meta)?;
-        allow_denied(rustix::fs::fchown(fd, Some(uid), Some(gid)))
-            .map_err(|e| self.error("cannot change the owner of", path, e))?;
+        self.chown(path, meta, false, |u, g| {
+            rustix::fs::fchown(fd, Some(u), Some(g))
+        })?;
         if capability {
             if let Some((_, value)) = meta.xattrs.iter().find(|(k, _)| k == CAPABILITY) {
                 // Best effort: without CAP_SETFCAP or xattr support the program
@@ -458,15 +555,15 @@ impl Out<'_> {
                     let parent = self.parent(&mut cache, path)?;
                     rustix::fs::symlinkat(*target, parent, name)
                         .map_err(|e| self.error("cannot create the symlink", path, e))?;
-                    let (uid, gid) = ids(path, &node.meta)?;
-                    allow_denied(rustix::fs::chownat(
-                        parent,
-                        name,
-                        Some(uid),
-                        Some(gid),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    ))
-                    .map_err(|e| self.error("cannot change the owner of", path, e))?;
+                    self.chown(path, &node.meta, true, |u, g| {
+                        rustix::fs::chownat(
+                            parent,
+                            name,
+                            Some(u),
+                            Some(g),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                    })?;
                 }
                 Other::Special(kind, dev) => {
                     let parent = self.parent(&mut cache, path)?;
@@ -486,17 +583,17 @@ impl Out<'_> {
         meta: &Meta,
     ) -> Result<()> {
         let name = split(path).1;
-        match rustix::fs::mknodat(parent, name, kind, Mode::RUSR | Mode::WUSR, dev) {
+        let device = matches!(kind, FileType::CharacterDevice | FileType::BlockDevice);
+        let made = if device && self.options.no_devices {
+            Err(Errno::PERM)
+        } else {
+            rustix::fs::mknodat(parent, name, kind, Mode::RUSR | Mode::WUSR, dev)
+        };
+        match made {
             Ok(()) => {
-                let (uid, gid) = ids(path, meta)?;
-                allow_denied(rustix::fs::chownat(
-                    parent,
-                    name,
-                    Some(uid),
-                    Some(gid),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                ))
-                .map_err(|e| self.error("cannot change the owner of", path, e))?;
+                self.chown(path, meta, false, |u, g| {
+                    rustix::fs::chownat(parent, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+                })?;
                 // Not a symlink: mknodat just made it, in a directory only we write to.
                 rustix::fs::chmodat(parent, name, mode(meta), AtFlags::empty())
                     .map_err(|e| self.error("cannot set the mode of", path, e))

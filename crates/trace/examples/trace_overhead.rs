@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use whittle_trace::{run, Exit, Network, Probes, RunOptions, Sandbox};
+use whittle_trace::{run, Exit, IdMapping, Network, Policy, Probes, RunOptions, Sandbox};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             network: Network::Loopback,
             hostname: "bench".into(),
             trace_files,
+            policy: Policy::docker_default(IdMapping::for_caller(0, 0)),
+            owners: vec![],
         };
         let opts = RunOptions {
             probes: Probes {

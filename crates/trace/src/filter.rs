@@ -1,26 +1,168 @@
-//! The seccomp-bpf program: stop (SECCOMP_RET_TRACE) on the file syscalls of
-//! [`crate::syscalls::TRACED`], let everything else run at full speed.
+//! The seccomp-bpf program, compiled from the policy's [`SeccompPolicy`]:
+//! for each ABI the program can use (x86-64, and i386 through `int 0x80` or a
+//! 32-bit binary) it refuses the denied calls and namespace flags of `clone`
+//! with EPERM, answers `clone3` with ENOSYS (C libraries then fall back to
+//! `clone`, whose flags the filter can read), stops (SECCOMP_RET_TRACE) on
+//! the traced file calls when tracing, and lets everything else run at full
+//! speed. x32 numbers are refused, any other ABI kills the process.
 //!
-//! Written out rather than built with a filter crate because the one crate made
-//! for it kills the process on a foreign architecture (an i386 binary in an
-//! amd64 image); here such calls are simply not traced.
+//! Written out rather than built with a filter crate so that the traced and
+//! refused sets of both ABIs share one program whose every jump is checked.
 
 use libc::sock_filter;
 
-use crate::syscalls::TRACED;
+use crate::policy::SeccompPolicy;
+use crate::syscalls::Abi;
+use crate::TraceError;
 
 const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// `offsetof(struct seccomp_data, nr)` and `arch`.
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
+/// The bit that marks an x32 call on the x86-64 ABI.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-#[cfg(not(target_arch = "x86_64"))]
-const AUDIT_ARCH: u32 = 0;
+const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+const RET_TRACE: u32 = libc::SECCOMP_RET_TRACE;
+const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+const RET_KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+
+/// `offsetof(struct seccomp_data, args[i])`, low 32 bits (little endian).
+fn arg_offset(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+/// Calls that, with `AT_EMPTY_PATH` in their flags, are about an open fd (glibc's
+/// `fstat` is `newfstatat(fd, "", st, AT_EMPTY_PATH)`): not stopped, which spares a
+/// stop per opened file. (syscall, index of the flags argument)
+fn empty_path_exempt(abi: Abi) -> &'static [(&'static str, u32)] {
+    match abi {
+        Abi::X86_64 => &[("newfstatat", 3), ("statx", 2)],
+        Abi::I386 => &[("fstatat64", 3), ("statx", 2)],
+    }
+}
+
+/// Where a jump goes, resolved per section.
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    Skip(usize),
+    Ret(u32),
+}
+
+enum Ins {
+    Load(u32),
+    Jump {
+        code: u16,
+        k: u32,
+        jt: Target,
+        jf: Target,
+    },
+}
+
+/// The returns every section ends with, in this order.
+const RETURNS: [u32; 4] = [RET_ALLOW, RET_TRACE, RET_EPERM, RET_ENOSYS];
+
+fn eq(k: u32, jt: Target, jf: Target) -> Ins {
+    Ins::Jump {
+        code: BPF_JEQ_K,
+        k,
+        jt,
+        jf,
+    }
+}
+
+/// The instructions for one ABI, with its own returns at the end so that
+/// every jump stays short.
+fn section(abi: Abi, policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_filter>, TraceError> {
+    let nr = |name: &str| abi.number(name);
+    let mut ins = vec![Ins::Load(NR_OFFSET)];
+    if abi == Abi::X86_64 {
+        ins.push(Ins::Jump {
+            code: BPF_JGE_K,
+            k: X32_SYSCALL_BIT,
+            jt: Target::Ret(RET_EPERM),
+            jf: Target::Next,
+        });
+    }
+    if trace {
+        for (name, arg) in empty_path_exempt(abi) {
+            let Some(n) = nr(name) else { continue };
+            ins.push(eq(n, Target::Next, Target::Skip(2)));
+            ins.push(Ins::Load(arg_offset(*arg)));
+            ins.push(Ins::Jump {
+                code: BPF_JSET_K,
+                k: libc::AT_EMPTY_PATH as u32,
+                jt: Target::Ret(RET_ALLOW),
+                jf: Target::Ret(RET_TRACE),
+            });
+        }
+    }
+    if policy.deny_clone_flags != 0 {
+        if let Some(n) = nr("clone") {
+            ins.push(eq(n, Target::Next, Target::Skip(2)));
+            ins.push(Ins::Load(arg_offset(0)));
+            ins.push(Ins::Jump {
+                code: BPF_JSET_K,
+                // The namespace bits all lie in the low 32 bits of the flags.
+                k: policy.deny_clone_flags as u32,
+                jt: Target::Ret(RET_EPERM),
+                jf: Target::Ret(RET_ALLOW),
+            });
+        }
+    }
+    if policy.clone3_enosys {
+        if let Some(n) = nr("clone3") {
+            ins.push(eq(n, Target::Ret(RET_ENOSYS), Target::Next));
+        }
+    }
+    for name in &policy.deny {
+        if let Some(n) = nr(name) {
+            ins.push(eq(n, Target::Ret(RET_EPERM), Target::Next));
+        }
+    }
+    if trace {
+        for call in abi.traced() {
+            ins.push(eq(call.nr, Target::Ret(RET_TRACE), Target::Next));
+        }
+    }
+    // Falls through to the first return: ALLOW.
+    let first_ret = ins.len();
+    let mut out = Vec::with_capacity(ins.len() + RETURNS.len());
+    for (at, i) in ins.iter().enumerate() {
+        out.push(match i {
+            Ins::Load(k) => stmt(BPF_LD_W_ABS, *k),
+            Ins::Jump { code, k, jt, jf } => {
+                let rel = |t: &Target| -> Result<u8, TraceError> {
+                    let to = match t {
+                        Target::Next => at + 1,
+                        Target::Skip(n) => at + 1 + n,
+                        Target::Ret(r) => {
+                            first_ret + RETURNS.iter().position(|x| x == r).unwrap_or(0)
+                        }
+                    };
+                    u8::try_from(to - at - 1).map_err(|_| {
+                        TraceError::Config("the seccomp filter has a jump too long for BPF".into())
+                    })
+                };
+                sock_filter {
+                    code: *code,
+                    jt: rel(jt)?,
+                    jf: rel(jf)?,
+                    k: *k,
+                }
+            }
+        });
+    }
+    out.extend(RETURNS.iter().map(|r| stmt(BPF_RET_K, *r)));
+    Ok(out)
+}
 
 fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter {
@@ -31,106 +173,44 @@ fn stmt(code: u16, k: u32) -> sock_filter {
     }
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
-
-/// Calls that, with `AT_EMPTY_PATH` in their flags, are about an open fd (glibc's
-/// `fstat` is `newfstatat(fd, "", st, AT_EMPTY_PATH)`): not stopped, which spares a
-/// stop per opened file. (syscall, index of the flags argument)
-#[cfg(target_arch = "x86_64")]
-const EMPTY_PATH_EXEMPT: &[(i64, u32)] = &[(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)];
-#[cfg(not(target_arch = "x86_64"))]
-const EMPTY_PATH_EXEMPT: &[(i64, u32)] = &[];
-
-/// `offsetof(struct seccomp_data, args[i])`, low 32 bits (little endian).
-fn arg_offset(i: u32) -> u32 {
-    16 + 8 * i
-}
-
-/// A jump whose targets are absolute instruction indexes until [`resolve`].
-enum Ins {
-    Stmt(u16, u32),
-    Jump {
-        code: u16,
-        k: u32,
-        jt: Target,
-        jf: Target,
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Target {
-    Next,
-    Skip(usize),
-    Allow,
-    Trace,
-}
-
 /// The filter program, built before forking (the child must not allocate).
-pub fn program() -> Vec<sock_filter> {
-    let mut ins = vec![
-        Ins::Stmt(BPF_LD_W_ABS, ARCH_OFFSET),
-        Ins::Jump {
-            code: BPF_JEQ_K,
-            k: AUDIT_ARCH,
-            jt: Target::Next,
-            jf: Target::Allow,
-        },
-        Ins::Stmt(BPF_LD_W_ABS, NR_OFFSET),
-    ];
-    for (nr, arg) in EMPTY_PATH_EXEMPT {
-        ins.push(Ins::Jump {
-            code: BPF_JEQ_K,
-            k: *nr as u32,
-            jt: Target::Next,
-            jf: Target::Skip(2),
-        });
-        ins.push(Ins::Stmt(BPF_LD_W_ABS, arg_offset(*arg)));
-        ins.push(Ins::Jump {
-            code: BPF_JSET_K,
-            k: libc::AT_EMPTY_PATH as u32,
-            jt: Target::Allow,
-            jf: Target::Trace,
-        });
-    }
-    for call in TRACED {
-        ins.push(Ins::Jump {
-            code: BPF_JEQ_K,
-            k: call.nr as u32,
-            jt: Target::Trace,
-            jf: Target::Next,
-        });
-    }
-    let allow = ins.len();
-    let trace = allow + 1;
-    let mut prog: Vec<sock_filter> = ins
+/// With `trace`, the file calls of both ABIs stop for the tracer.
+pub fn program(policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_filter>, TraceError> {
+    let sections: Vec<Vec<sock_filter>> = Abi::ALL
         .iter()
-        .enumerate()
-        .map(|(at, i)| match i {
-            Ins::Stmt(code, k) => stmt(*code, *k),
-            Ins::Jump { code, k, jt, jf } => {
-                let rel = |t: &Target| -> u8 {
-                    let to = match t {
-                        Target::Next => at + 1,
-                        Target::Skip(n) => at + 1 + n,
-                        Target::Allow => allow,
-                        Target::Trace => trace,
-                    };
-                    (to - at - 1) as u8
-                };
-                jump(*code, *k, rel(jt), rel(jf))
-            }
-        })
-        .collect();
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_TRACE));
-    prog
+        .map(|abi| section(*abi, policy, trace))
+        .collect::<Result<_, _>>()?;
+    // Header: load arch; per ABI `jeq arch ? next : skip 1` then `ja section`; else kill.
+    let header_len = 1 + 2 * sections.len() + 1;
+    let mut prog = vec![stmt(BPF_LD_W_ABS, ARCH_OFFSET)];
+    let mut start = header_len;
+    for (abi, body) in Abi::ALL.iter().zip(&sections) {
+        prog.push(sock_filter {
+            code: BPF_JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: abi.audit_arch(),
+        });
+        let here = prog.len();
+        prog.push(stmt(BPF_JA, (start - here - 1) as u32));
+        start += body.len();
+    }
+    prog.push(stmt(BPF_RET_K, RET_KILL));
+    for body in sections {
+        prog.extend(body);
+    }
+    if prog.len() > libc::BPF_MAXINSNS as usize {
+        return Err(TraceError::Config(
+            "the seccomp filter is longer than the kernel allows".into(),
+        ));
+    }
+    Ok(prog)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Policy, DENIED_SYSCALLS};
 
     /// Runs the program the way the kernel would for one call.
     fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u32; 6]) -> u32 {
@@ -146,12 +226,10 @@ mod tests {
                         k => args[((k - 16) / 8) as usize],
                     }
                 }
-                BPF_JEQ_K => {
-                    pc += if acc == ins.k { ins.jt } else { ins.jf } as usize;
-                }
-                BPF_JSET_K => {
-                    pc += if acc & ins.k != 0 { ins.jt } else { ins.jf } as usize;
-                }
+                BPF_JEQ_K => pc += if acc == ins.k { ins.jt } else { ins.jf } as usize,
+                BPF_JGE_K => pc += if acc >= ins.k { ins.jt } else { ins.jf } as usize,
+                BPF_JSET_K => pc += if acc & ins.k != 0 { ins.jt } else { ins.jf } as usize,
+                BPF_JA => pc += ins.k as usize,
                 BPF_RET_K => return ins.k,
                 other => panic!("unexpected opcode {other}"),
             }
@@ -159,59 +237,80 @@ mod tests {
         }
     }
 
-    fn verdict(prog: &[sock_filter], arch: u32, nr: u32) -> u32 {
-        run(prog, arch, nr, [0; 6])
+    fn verdict(prog: &[sock_filter], abi: Abi, name: &str) -> u32 {
+        let nr = abi.number(name).unwrap_or_else(|| panic!("{name}"));
+        run(prog, abi.audit_arch(), nr, [0; 6])
     }
 
-    #[cfg(target_arch = "x86_64")]
+    fn policy() -> SeccompPolicy {
+        Policy::docker_default(crate::idmap::IdMapping::single(0, 0, 0, 0)).seccomp
+    }
+
     #[test]
-    fn traces_file_calls_only() {
-        let prog = program();
-        assert!(prog.len() < 255, "jump offsets must fit a byte");
-        for call in TRACED {
-            assert_eq!(
-                verdict(&prog, AUDIT_ARCH, call.nr as u32),
-                libc::SECCOMP_RET_TRACE
-            );
+    fn traces_file_calls_of_both_abis() {
+        let prog = program(&policy(), true).unwrap();
+        for abi in Abi::ALL {
+            for call in abi.traced() {
+                assert_eq!(
+                    verdict(&prog, abi, call.name),
+                    RET_TRACE,
+                    "{abi:?} {}",
+                    call.name
+                );
+            }
         }
-        for nr in [
-            libc::SYS_read,
-            libc::SYS_write,
-            libc::SYS_mmap,
-            libc::SYS_close,
-        ] {
-            assert_eq!(
-                verdict(&prog, AUDIT_ARCH, nr as u32),
-                libc::SECCOMP_RET_ALLOW
-            );
+        let x64 = Abi::X86_64.audit_arch();
+        for nr in [0, 1, 9, 3] {
+            // read, write, mmap, close
+            assert_eq!(run(&prog, x64, nr, [0; 6]), RET_ALLOW);
         }
         // fstat through newfstatat(fd, "", st, AT_EMPTY_PATH) names no path.
         let fstat = [3, 0, 0, libc::AT_EMPTY_PATH as u32, 0, 0];
+        assert_eq!(run(&prog, x64, 262, fstat), RET_ALLOW);
+        let lstat = [libc::AT_FDCWD as u32, 0, 0, 0x100, 0, 0];
+        assert_eq!(run(&prog, x64, 262, lstat), RET_TRACE);
         assert_eq!(
-            run(&prog, AUDIT_ARCH, libc::SYS_newfstatat as u32, fstat),
-            libc::SECCOMP_RET_ALLOW
+            run(&prog, x64, 332, [3, 0, libc::AT_EMPTY_PATH as u32, 0, 0, 0]),
+            RET_ALLOW
         );
-        let lstat = [
-            libc::AT_FDCWD as u32,
-            0,
-            0,
-            libc::AT_SYMLINK_NOFOLLOW as u32,
-            0,
-            0,
-        ];
-        assert_eq!(
-            run(&prog, AUDIT_ARCH, libc::SYS_newfstatat as u32, lstat),
-            libc::SECCOMP_RET_TRACE
-        );
-        let statx_fd = [3, 0, libc::AT_EMPTY_PATH as u32, 0, 0, 0];
-        assert_eq!(
-            run(&prog, AUDIT_ARCH, libc::SYS_statx as u32, statx_fd),
-            libc::SECCOMP_RET_ALLOW
-        );
-        // A foreign ABI (i386) runs untraced rather than being killed.
-        assert_eq!(
-            verdict(&prog, 0x4000_0003, libc::SYS_openat as u32),
-            libc::SECCOMP_RET_ALLOW
-        );
+        let i386 = Abi::I386.audit_arch();
+        assert_eq!(run(&prog, i386, 300, fstat), RET_ALLOW);
+        assert_eq!(run(&prog, i386, 5, [0; 6]), RET_TRACE);
+    }
+
+    #[test]
+    fn refuses_what_docker_refuses_on_both_abis_traced_or_not() {
+        for trace in [true, false] {
+            let prog = program(&policy(), trace).unwrap();
+            for abi in Abi::ALL {
+                for name in DENIED_SYSCALLS {
+                    if abi.number(name).is_some() {
+                        assert_eq!(verdict(&prog, abi, name), RET_EPERM, "{abi:?} {name}");
+                    }
+                }
+                assert_eq!(verdict(&prog, abi, "clone3"), RET_ENOSYS);
+                let clone = abi.number("clone").unwrap();
+                let fork_like = [libc::SIGCHLD as u32, 0, 0, 0, 0, 0];
+                assert_eq!(run(&prog, abi.audit_arch(), clone, fork_like), RET_ALLOW);
+                let thread = [(libc::CLONE_VM | libc::CLONE_THREAD) as u32, 0, 0, 0, 0, 0];
+                assert_eq!(run(&prog, abi.audit_arch(), clone, thread), RET_ALLOW);
+                for flag in [
+                    libc::CLONE_NEWUSER,
+                    libc::CLONE_NEWNS,
+                    libc::CLONE_NEWPID,
+                    libc::CLONE_NEWNET,
+                ] {
+                    let args = [flag as u32 | libc::SIGCHLD as u32, 0, 0, 0, 0, 0];
+                    assert_eq!(run(&prog, abi.audit_arch(), clone, args), RET_EPERM);
+                }
+            }
+            let x64 = Abi::X86_64.audit_arch();
+            // Untraced, file calls run freely; x32 numbers are refused; other ABIs die.
+            if !trace {
+                assert_eq!(verdict(&prog, Abi::X86_64, "openat"), RET_ALLOW);
+            }
+            assert_eq!(run(&prog, x64, X32_SYSCALL_BIT | 257, [0; 6]), RET_EPERM);
+            assert_eq!(run(&prog, 0x4000_0028, 5, [0; 6]), RET_KILL);
+        }
     }
 }

@@ -14,8 +14,12 @@
 //! Linux on x86-64, as root.
 #![deny(missing_docs)]
 
+mod child;
 mod filter;
+pub mod idmap;
+pub mod policy;
 pub mod probe;
+pub mod rootfs;
 mod run;
 pub mod sandbox;
 pub mod syscalls;
@@ -24,9 +28,11 @@ pub mod user;
 
 use std::path::{Path, PathBuf};
 
+pub use idmap::IdMapping;
+pub use policy::Policy;
 pub use probe::{HttpProbe, ProbeResult, TcpProbe};
 pub use run::{run, tail_of, Probes, RunOptions, RunOutcome};
-pub use sandbox::{Network, Sandbox};
+pub use sandbox::{DeferredOwner, Network, Sandbox};
 pub use tracer::{kill_running, Exit, Trace, TracedPath};
 
 /// Why a traced run failed.
@@ -54,6 +60,12 @@ pub enum TraceError {
     /// Tracing is not possible here.
     #[error("{0}")]
     Unsupported(String),
+    /// The image could not be unpacked.
+    #[error(transparent)]
+    Image(#[from] whittle_image::Error),
+    /// The program hit a limit of the sandbox, which ended the run.
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl TraceError {
@@ -66,18 +78,42 @@ impl TraceError {
     }
 }
 
-/// Whether this process can trace: Linux x86-64 as root. `Err` says why not, in words.
+/// Whether this process can run the sandbox: Linux x86-64 with user
+/// namespaces enabled (root or not). `Err` says why not, in words.
 pub fn check_supported() -> Result<(), TraceError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(TraceError::Unsupported(
             "run-time tracing is implemented for Linux on x86-64 only".into(),
         ));
     }
-    if !nix::unistd::geteuid().is_root() {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if max == Some(0) {
         return Err(TraceError::Unsupported(
-            "run-time tracing needs root (it creates namespaces and mounts, and uses ptrace)"
+            "the sandbox needs user namespaces, and this kernel allows none \
+             (/proc/sys/user/max_user_namespaces is 0)"
                 .into(),
         ));
     }
     Ok(())
+}
+
+/// Writes `flat`'s filesystem to `dest` for a run under `ids`: owners mapped to
+/// the namespace's host ids (those this process may not give are returned, to be
+/// given inside the namespace), device nodes as empty files (a layer's device
+/// node must not reach a host device).
+pub fn unpack_for_run(
+    flat: &whittle_image::mutate::Flat,
+    dest: &Path,
+    ids: &IdMapping,
+) -> Result<whittle_image::unpack::Unpacked, TraceError> {
+    let map = |u: u32, g: u32| ids.to_host(u, g);
+    let options = whittle_image::unpack::UnpackOptions {
+        ids: Some(&map),
+        no_devices: true,
+    };
+    Ok(whittle_image::unpack::unpack_with(
+        flat, &flat.view, dest, options,
+    )?)
 }

@@ -373,6 +373,9 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         }
     }
     let _ = tracer.join();
+    if let Some(limit) = run.trace.as_ref().and_then(|t| t.limit.clone()) {
+        return Err(TraceError::Limit(limit));
+    }
     Ok(RunOutcome {
         exit: run.exit,
         stopped,

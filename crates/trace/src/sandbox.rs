@@ -1,19 +1,19 @@
-//! The sandbox: a process in new mount, pid, uts, ipc and (by default) network
-//! namespaces, pivoted into a private copy of the image root, with a minimal
-//! `/dev`, a fresh `/proc` and tmpfs `/tmp` and `/run`, running as the image's
-//! user under the tracer's seccomp filter.
+//! The sandbox: the mechanism that applies a [`Policy`] to one program. A
+//! process in new user, mount, pid, uts, ipc and (by default) network
+//! namespaces, pivoted into a private copy of the image root, with `/proc`,
+//! `/dev` and `/sys` as `docker run` gives them, capabilities, seccomp filter,
+//! limits and identity from the policy and the image — and under the tracer.
 //!
-//! Everything the child does between `clone` and `execve` is a raw syscall on
-//! memory prepared beforehand: whittle has other threads (progress, signal
-//! handling), so the child may only make async-signal-safe calls — no
-//! allocation, no locks, no panics. Failures are reported as (step, errno)
-//! over a close-on-exec pipe.
+//! Everything the child runs is prepared here, before `clone`; the child side
+//! (async-signal-safe) is [`crate::child`].
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::policy::{MountKind, Policy};
+use crate::rootfs::RootDir;
 use crate::TraceError;
 
 /// Which network the program sees.
@@ -26,10 +26,13 @@ pub enum Network {
     Host,
 }
 
+pub use whittle_image::unpack::DeferredOwner;
+
 /// What to run, and as whom.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
-    /// The unpacked image root (a private copy: the run may write to it).
+    /// The unpacked image root (a private copy: the run may write to it), owned as
+    /// the policy's id map says.
     pub root: PathBuf,
     /// The command line; `argv[0]` is looked up in `path` when it has no `/`.
     pub argv: Vec<String>,
@@ -39,7 +42,7 @@ pub struct Sandbox {
     pub path: Vec<String>,
     /// Working directory inside the root.
     pub workdir: String,
-    /// User, group and supplementary groups.
+    /// User (inside the user namespace).
     pub uid: u32,
     /// Primary group.
     pub gid: u32,
@@ -49,65 +52,118 @@ pub struct Sandbox {
     pub network: Network,
     /// Host name inside.
     pub hostname: String,
-    /// Stop on file syscalls (false: run in the same sandbox untraced, for comparisons).
+    /// Stop on file syscalls (false: run in the same sandbox untraced, for build steps).
     pub trace_files: bool,
+    /// The confinement.
+    pub policy: Policy,
+    /// Owners to give inside the namespace.
+    pub owners: Vec<DeferredOwner>,
 }
 
 /// The steps of the child's setup, as reported through the error pipe.
-const STEPS: &[&str] = &[
-    "make mounts private",
-    "bind-mount the root",
-    "mount /proc",
-    "mount /dev",
-    "create a device node in /dev",
-    "mount /dev/shm",
-    "mount /tmp",
-    "mount /run",
-    "set the host name",
-    "bring loopback up",
-    "pivot into the root",
-    "detach the old root",
-    "install the seccomp filter",
-    "set groups",
-    "set the group id",
-    "set the user id",
-    "enter the working directory",
-    "start the program",
-    "become traceable",
-    "join the sandbox's namespaces",
-    "fork into the pid namespace",
-    "redirect standard streams",
-];
-const STEP_PRIVATE: u32 = 0;
-const STEP_BIND: u32 = 1;
-const STEP_PROC: u32 = 2;
-const STEP_DEV: u32 = 3;
-const STEP_MKNOD: u32 = 4;
-const STEP_SHM: u32 = 5;
-const STEP_TMP: u32 = 6;
-const STEP_RUN: u32 = 7;
-const STEP_HOSTNAME: u32 = 8;
-const STEP_LOOPBACK: u32 = 9;
-const STEP_PIVOT: u32 = 10;
-const STEP_UMOUNT: u32 = 11;
-const STEP_SECCOMP: u32 = 12;
-const STEP_GROUPS: u32 = 13;
-const STEP_GID: u32 = 14;
-const STEP_UID: u32 = 15;
-const STEP_WORKDIR: u32 = 16;
-const STEP_EXEC: u32 = 17;
-const STEP_TRACEME: u32 = 18;
-const STEP_SETNS: u32 = 19;
-const STEP_FORK: u32 = 20;
-const STEP_STDIO: u32 = 21;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Step {
+    Private,
+    Bind,
+    InsideRoot,
+    Proc,
+    Dev,
+    Device,
+    DevLink,
+    Shm,
+    Mask,
+    ReadOnly,
+    Hostname,
+    Loopback,
+    Pivot,
+    Umount,
+    Owners,
+    Seccomp,
+    Rlimit,
+    Capabilities,
+    Groups,
+    Gid,
+    Uid,
+    Workdir,
+    Exec,
+    TraceMe,
+    Setns,
+    Fork,
+    Stdio,
+}
+
+impl Step {
+    const ALL: [Step; 27] = [
+        Step::Private,
+        Step::Bind,
+        Step::InsideRoot,
+        Step::Proc,
+        Step::Dev,
+        Step::Device,
+        Step::DevLink,
+        Step::Shm,
+        Step::Mask,
+        Step::ReadOnly,
+        Step::Hostname,
+        Step::Loopback,
+        Step::Pivot,
+        Step::Umount,
+        Step::Owners,
+        Step::Seccomp,
+        Step::Rlimit,
+        Step::Capabilities,
+        Step::Groups,
+        Step::Gid,
+        Step::Uid,
+        Step::Workdir,
+        Step::Exec,
+        Step::TraceMe,
+        Step::Setns,
+        Step::Fork,
+        Step::Stdio,
+    ];
+
+    fn words(self) -> &'static str {
+        match self {
+            Step::Private => "make mounts private",
+            Step::Bind => "bind-mount the root (nodev)",
+            Step::InsideRoot => "become root of its user namespace",
+            Step::Proc => "mount /proc",
+            Step::Dev => "mount /dev",
+            Step::Device => "bind a device node into /dev",
+            Step::DevLink => "make a link in /dev",
+            Step::Shm => "mount a filesystem in /dev or /sys",
+            Step::Mask => "mask a path of /proc or /sys",
+            Step::ReadOnly => "make a path of /proc read-only",
+            Step::Hostname => "set the host name",
+            Step::Loopback => "bring loopback up",
+            Step::Pivot => "pivot into the root",
+            Step::Umount => "detach the old root",
+            Step::Owners => "give files their owners inside the user namespace",
+            Step::Seccomp => "install the seccomp filter",
+            Step::Rlimit => "set a resource limit",
+            Step::Capabilities => "drop capabilities",
+            Step::Groups => "set groups",
+            Step::Gid => "set the group id",
+            Step::Uid => "set the user id",
+            Step::Workdir => "enter the working directory",
+            Step::Exec => "start the program",
+            Step::TraceMe => "become traceable",
+            Step::Setns => "join the sandbox's namespaces",
+            Step::Fork => "fork into the pid namespace",
+            Step::Stdio => "redirect standard streams",
+        }
+    }
+}
 
 /// Turns an error-pipe message into words.
 pub(crate) fn describe_failure(msg: [u8; 8], argv0: &str) -> String {
     let step = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
     let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
     let err = std::io::Error::from_raw_os_error(errno);
-    match step {
-        STEP_EXEC => match errno {
+    match Step::ALL.get(step as usize).copied() {
+        Some(Step::Exec) => match errno {
             libc::ENOENT => format!(
                 "cannot start {argv0}: no such program in the image, or its interpreter or ELF loader is missing ({err})"
             ),
@@ -117,7 +173,7 @@ pub(crate) fn describe_failure(msg: [u8; 8], argv0: &str) -> String {
         },
         s => format!(
             "the sandbox could not {}: {err}",
-            STEPS.get(s as usize).copied().unwrap_or("start")
+            s.map_or("start", Step::words)
         ),
     }
 }
@@ -131,20 +187,16 @@ fn cstring(bytes: &[u8]) -> Result<CString, TraceError> {
     })
 }
 
-fn host_path(root: &Path, inside: &str) -> Result<CString, TraceError> {
-    let mut p = root.as_os_str().as_bytes().to_vec();
+/// `/inside` as a path relative to the root (the child works from the root).
+fn relative(inside: &str) -> Result<CString, TraceError> {
     let rel = inside.trim_start_matches('/');
-    if !rel.is_empty() {
-        p.push(b'/');
-        p.extend_from_slice(rel.as_bytes());
-    }
-    cstring(&p)
+    cstring(if rel.is_empty() { b"." } else { rel.as_bytes() })
 }
 
 /// A null-terminated array of pointers into `strings` (which must outlive it).
-struct CArgv {
+pub(crate) struct CArgv {
     _strings: Vec<CString>,
-    ptrs: Vec<*const libc::c_char>,
+    pub(crate) ptrs: Vec<*const libc::c_char>,
 }
 
 impl CArgv {
@@ -162,36 +214,34 @@ impl CArgv {
     }
 }
 
-struct Device {
-    path: CString,
-    major: u32,
-    minor: u32,
-}
-
-struct DevLink {
-    path: CString,
-    target: CString,
-}
-
-/// How to run one program once inside: identity, working directory, command.
+/// How to run one program once inside: limits, capabilities, identity,
+/// working directory, command.
 pub(crate) struct Launch {
-    candidates: Vec<CString>,
-    argv: CArgv,
-    env: CArgv,
-    workdir: CString,
-    uid: u32,
-    gid: u32,
-    groups: Vec<libc::gid_t>,
+    pub(crate) candidates: Vec<CString>,
+    pub(crate) argv: CArgv,
+    pub(crate) env: CArgv,
+    pub(crate) workdir: CString,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<libc::gid_t>,
+    pub(crate) set_groups: bool,
+    /// (resource, soft, hard)
+    pub(crate) rlimits: Vec<(u32, u64, u64)>,
+    pub(crate) caps: u64,
+    pub(crate) cap_last: u32,
+    pub(crate) no_new_privileges: bool,
+}
+
+/// The highest capability this kernel knows.
+fn cap_last() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }
 
 impl Launch {
-    pub(crate) fn new(
-        argv: &[String],
-        env: &[String],
-        path: &[String],
-        workdir: &str,
-        ids: (u32, u32, &[u32]),
-    ) -> Result<Launch, TraceError> {
+    pub(crate) fn new(s: &Sandbox, argv: &[String]) -> Result<Launch, TraceError> {
         let Some(argv0) = argv.first() else {
             return Err(TraceError::Config(
                 "nothing to run: the command is empty".into(),
@@ -200,7 +250,8 @@ impl Launch {
         let candidates = if argv0.contains('/') {
             vec![cstring(argv0.as_bytes())?]
         } else {
-            path.iter()
+            s.path
+                .iter()
                 .map(|d| cstring(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
                 .collect::<Result<_, _>>()?
         };
@@ -209,53 +260,175 @@ impl Launch {
                 "{argv0} has no directory and the image has no PATH to find it in"
             )));
         }
+        let workdir = if s.workdir.is_empty() {
+            "/"
+        } else {
+            &s.workdir
+        };
+        let p = &s.policy;
+        let mut rlimits = Vec::new();
+        for r in &p.rlimits {
+            // The hard limit cannot be raised without CAP_SYS_RESOURCE on the host.
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit fills the struct.
+            let hard = if unsafe { libc::getrlimit(r.resource as _, &mut cur) } == 0 {
+                r.hard.min(cur.rlim_max)
+            } else {
+                r.hard
+            };
+            rlimits.push((r.resource, r.soft.min(hard), hard));
+        }
+        if let Some(n) = p.pids_limit {
+            rlimits.push((libc::RLIMIT_NPROC, n, n));
+        }
         Ok(Launch {
             candidates,
             argv: CArgv::new(argv)?,
-            env: CArgv::new(env)?,
+            env: CArgv::new(&s.env)?,
             workdir: cstring(workdir.as_bytes())?,
-            uid: ids.0,
-            gid: ids.1,
-            groups: ids.2.to_vec(),
+            uid: s.uid,
+            gid: s.gid,
+            groups: s.groups.clone(),
+            set_groups: p.ids.can_set_groups(),
+            rlimits,
+            caps: p.capabilities.mask,
+            cap_last: cap_last(),
+            no_new_privileges: p.no_new_privileges,
         })
     }
 }
 
+/// What one mount-table step does (see [`crate::child`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    /// `mount(source, target, fstype, flags, data)`.
+    Mount,
+    /// `mkdir` then mount.
+    MkdirMount,
+    /// An empty file, then a bind mount of the host's `source` on it.
+    BindFile,
+    /// A symlink to `source`.
+    Symlink,
+    /// An empty read-only tmpfs over a directory, `/dev/null` over a file; nothing when missing.
+    Mask,
+    /// Bind onto itself, remount read-only; nothing when missing.
+    ReadOnly,
+}
+
+/// One step of the child's mount table, paths relative to the root.
+pub(crate) struct Op {
+    pub(crate) kind: OpKind,
+    pub(crate) source: Option<CString>,
+    pub(crate) target: CString,
+    pub(crate) fstype: Option<CString>,
+    pub(crate) flags: libc::c_ulong,
+    pub(crate) data: Option<CString>,
+    pub(crate) optional: bool,
+    pub(crate) step: Step,
+}
+
+/// An owner to give, as the child needs it.
+pub(crate) struct Owner {
+    pub(crate) path: CString,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: libc::mode_t,
+    pub(crate) symlink: bool,
+}
+
 /// Everything the sandbox's first process needs, made before `clone`.
 pub(crate) struct Prepared {
-    root: CString,
-    proc_dir: CString,
-    dev_dir: CString,
-    shm_dir: CString,
-    tmp_dir: CString,
-    run_dir: CString,
-    devices: Vec<Device>,
-    dev_links: Vec<DevLink>,
-    hostname: Vec<u8>,
-    loopback: bool,
-    /// Empty when file syscalls are not traced.
-    filter: Vec<libc::sock_filter>,
+    pub(crate) root: CString,
+    pub(crate) become_root: bool,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) hostname: Vec<u8>,
+    pub(crate) loopback: bool,
+    pub(crate) owners: Vec<Owner>,
+    /// The seccomp program (denials always; file calls stop when tracing).
+    pub(crate) filter: Vec<libc::sock_filter>,
     pub(crate) launch: Launch,
 }
 
-/// Makes `root/inside` a real directory (replacing a symlink or file there, so
-/// that no mount can follow a link out of the root).
-fn ensure_dir(root: &Path, inside: &str) -> Result<(), TraceError> {
-    let path = root.join(inside.trim_start_matches('/'));
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_dir() => return Ok(()),
-        Ok(_) => {
-            std::fs::remove_file(&path).map_err(|e| TraceError::io("cannot replace", &path, e))?
+/// The mount table of a policy, as the child's steps.
+fn mount_ops(p: &Policy) -> Result<Vec<Op>, TraceError> {
+    let c = |s: &str| cstring(s.as_bytes());
+    let mut ops = Vec::new();
+    for m in &p.mounts {
+        let step = match m.destination {
+            "/proc" => Step::Proc,
+            "/dev" => Step::Dev,
+            _ => Step::Shm,
+        };
+        ops.push(match &m.kind {
+            MountKind::Fs { fstype, data } => Op {
+                kind: if matches!(m.destination, "/proc" | "/dev" | "/sys") {
+                    OpKind::Mount
+                } else {
+                    OpKind::MkdirMount
+                },
+                source: Some(c(fstype)?),
+                target: relative(m.destination)?,
+                fstype: Some(c(fstype)?),
+                flags: m.flags as libc::c_ulong,
+                data: (!data.is_empty()).then(|| c(data)).transpose()?,
+                optional: m.optional,
+                step,
+            },
+            MountKind::BindHostFile { source } => Op {
+                kind: OpKind::BindFile,
+                source: Some(c(source)?),
+                target: relative(m.destination)?,
+                fstype: None,
+                flags: 0,
+                data: None,
+                optional: m.optional,
+                step: Step::Device,
+            },
+        });
+        if m.destination == "/dev" {
+            for l in &p.dev_links {
+                ops.push(Op {
+                    kind: OpKind::Symlink,
+                    source: Some(c(l.target)?),
+                    target: relative(&format!("/dev/{}", l.name))?,
+                    fstype: None,
+                    flags: 0,
+                    data: None,
+                    optional: false,
+                    step: Step::DevLink,
+                });
+            }
         }
-        Err(_) => {}
     }
-    std::fs::create_dir_all(&path).map_err(|e| TraceError::io("cannot create", &path, e))
+    for (paths, kind, step) in [
+        (&p.masked_paths, OpKind::Mask, Step::Mask),
+        (&p.readonly_paths, OpKind::ReadOnly, Step::ReadOnly),
+    ] {
+        for path in paths.iter() {
+            ops.push(Op {
+                kind,
+                source: None,
+                target: relative(path)?,
+                fstype: None,
+                flags: 0,
+                data: None,
+                optional: false,
+                step,
+            });
+        }
+    }
+    Ok(ops)
 }
 
 impl Prepared {
     pub(crate) fn new(s: &Sandbox) -> Result<Prepared, TraceError> {
-        for dir in ["/proc", "/dev", "/tmp", "/run"] {
-            ensure_dir(&s.root, dir)?;
+        let inside_root = s.policy.ids.to_host(0, 0);
+        let root = RootDir::open(&s.root, inside_root)?;
+        for dir in ["proc", "dev", "sys"] {
+            root.mount_point(dir)?;
         }
         // The working directory is created when missing, as container runtimes do.
         let workdir = if s.workdir.is_empty() {
@@ -263,63 +436,40 @@ impl Prepared {
         } else {
             &s.workdir
         };
-        ensure_dir(&s.root, workdir)?;
-        let dev = |name: &str| host_path(&s.root, &format!("/dev/{name}"));
-        let devices = [
-            ("null", 1, 3),
-            ("zero", 1, 5),
-            ("full", 1, 7),
-            ("random", 1, 8),
-            ("urandom", 1, 9),
-            ("tty", 5, 0),
-        ]
-        .into_iter()
-        .map(|(name, major, minor)| {
-            Ok(Device {
-                path: dev(name)?,
-                major,
-                minor,
+        root.mkdir_all(workdir)?;
+        let owners = s
+            .owners
+            .iter()
+            .map(|o| {
+                Ok(Owner {
+                    path: cstring(o.path.as_bytes())?,
+                    uid: o.uid,
+                    gid: o.gid,
+                    mode: o.mode & 0o7777,
+                    symlink: o.symlink,
+                })
             })
-        })
-        .collect::<Result<_, TraceError>>()?;
-        let dev_links = [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ]
-        .into_iter()
-        .map(|(name, target)| {
-            Ok(DevLink {
-                path: dev(name)?,
-                target: cstring(target.as_bytes())?,
-            })
-        })
-        .collect::<Result<_, TraceError>>()?;
+            .collect::<Result<_, TraceError>>()?;
         Ok(Prepared {
             root: cstring(s.root.as_os_str().as_bytes())?,
-            proc_dir: host_path(&s.root, "/proc")?,
-            dev_dir: host_path(&s.root, "/dev")?,
-            shm_dir: dev("shm")?,
-            tmp_dir: host_path(&s.root, "/tmp")?,
-            run_dir: host_path(&s.root, "/run")?,
-            devices,
-            dev_links,
+            // Root of the namespace when 0 is mapped; a single-id map has only the program's id.
+            become_root: inside_root.is_some(),
+            ops: mount_ops(&s.policy)?,
             hostname: s.hostname.as_bytes().to_vec(),
             loopback: s.network == Network::Loopback,
-            filter: if s.trace_files {
-                crate::filter::program()
-            } else {
-                Vec::new()
-            },
-            launch: Launch::new(&s.argv, &s.env, &s.path, workdir, (s.uid, s.gid, &s.groups))?,
+            owners,
+            filter: crate::filter::program(&s.policy.seccomp, s.trace_files)?,
+            launch: Launch::new(s, &s.argv)?,
         })
     }
 
     /// The namespaces the first process gets.
     pub(crate) fn clone_flags(&self) -> libc::c_int {
-        let mut flags =
-            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        let mut flags = libc::CLONE_NEWUSER
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC;
         if self.loopback {
             flags |= libc::CLONE_NEWNET;
         }
@@ -366,7 +516,7 @@ impl Stdio {
         Ok(s)
     }
 
-    fn raw(&self) -> [RawFd; 3] {
+    pub(crate) fn raw(&self) -> [RawFd; 3] {
         [
             self.stdin.as_raw_fd(),
             self.stdout.as_raw_fd(),
@@ -396,272 +546,18 @@ pub(crate) fn read_failure(read_end: &OwnedFd) -> Option<[u8; 8]> {
     (got == 8).then_some(buf)
 }
 
-// ---- child side: async-signal-safe only ----
-
-/// Reports `step` with the current errno and exits.
-///
-/// SAFETY (for callers): only raw syscalls on an fd owned by this process.
-unsafe fn fail(err_fd: RawFd, step: u32) -> ! {
-    let errno = *libc::__errno_location();
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&step.to_ne_bytes());
-    msg[4..].copy_from_slice(&errno.to_ne_bytes());
-    libc::write(err_fd, msg.as_ptr().cast(), msg.len());
-    libc::_exit(127)
-}
-
-unsafe fn check(rc: libc::c_long, err_fd: RawFd, step: u32) {
-    if rc < 0 {
-        fail(err_fd, step);
-    }
-}
-
-/// Stops for the tracer: `PTRACE_TRACEME`, then SIGSTOP to itself (the tracer
-/// sets its options at that stop).
-unsafe fn become_tracee(err_fd: RawFd) {
-    check(
-        libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0),
-        err_fd,
-        STEP_TRACEME,
-    );
-    // getpid through the syscall: glibc's cached thread data is the parent's after a raw clone.
-    let me = libc::syscall(libc::SYS_getpid) as libc::pid_t;
-    libc::kill(me, libc::SIGSTOP);
-}
-
-unsafe fn redirect(stdio: [RawFd; 3], err_fd: RawFd) {
-    for (fd, target) in stdio.iter().zip(0..) {
-        if *fd != target {
-            check(libc::dup2(*fd, target) as libc::c_long, err_fd, STEP_STDIO);
-        }
-    }
-}
-
-unsafe fn mount(
-    src: *const libc::c_char,
-    target: &CString,
-    fstype: *const libc::c_char,
-    flags: libc::c_ulong,
-    data: *const libc::c_char,
-    err_fd: RawFd,
-    step: u32,
-) {
-    check(
-        libc::mount(src, target.as_ptr(), fstype, flags, data.cast()) as libc::c_long,
-        err_fd,
-        step,
-    );
-}
-
-/// Drops to the program's identity, enters its working directory and execs it,
-/// trying each PATH candidate as `execvp` does.
-unsafe fn launch(l: &Launch, err_fd: RawFd) -> ! {
-    // Raw syscalls, not glibc's wrappers: those apply the change to every thread
-    // glibc knows of, and after a raw clone it still believes the parent's threads
-    // exist — it waits for them forever.
-    check(
-        libc::syscall(libc::SYS_setgroups, l.groups.len(), l.groups.as_ptr()),
-        err_fd,
-        STEP_GROUPS,
-    );
-    check(libc::syscall(libc::SYS_setgid, l.gid), err_fd, STEP_GID);
-    check(libc::syscall(libc::SYS_setuid, l.uid), err_fd, STEP_UID);
-    check(
-        libc::chdir(l.workdir.as_ptr()) as libc::c_long,
-        err_fd,
-        STEP_WORKDIR,
-    );
-    libc::umask(0o022);
-    let mut errno = libc::ENOENT;
-    for candidate in &l.candidates {
-        libc::execve(
-            candidate.as_ptr(),
-            l.argv.ptrs.as_ptr(),
-            l.env.ptrs.as_ptr(),
-        );
-        let e = *libc::__errno_location();
-        match e {
-            libc::ENOENT | libc::ENOTDIR => {}
-            libc::EACCES => errno = e,
-            _ => {
-                errno = e;
-                break;
-            }
-        }
-    }
-    *libc::__errno_location() = errno;
-    fail(err_fd, STEP_EXEC)
-}
-
-unsafe fn install_filter(filter: &[libc::sock_filter], err_fd: RawFd) {
-    let prog = libc::sock_fprog {
-        len: filter.len() as libc::c_ushort,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // As root with CAP_SYS_ADMIN no_new_privs is not needed, so set-uid programs in the image still work.
-    check(
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &prog as *const libc::sock_fprog,
-        ),
-        err_fd,
-        STEP_SECCOMP,
-    );
-}
-
-unsafe fn loopback_up(err_fd: RawFd) {
-    let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-    check(sock as libc::c_long, err_fd, STEP_LOOPBACK);
-    let mut ifr: libc::ifreq = std::mem::zeroed();
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    check(
-        libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &ifr) as libc::c_long,
-        err_fd,
-        STEP_LOOPBACK,
-    );
-    libc::close(sock);
-}
-
-/// The first process of the sandbox, right after `clone` with new namespaces.
-///
-/// SAFETY: call only in the child of a raw `clone`; it reads the prepared
-/// memory and makes raw syscalls, nothing else.
-unsafe fn sandbox_child(p: &Prepared, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    become_tracee(err_fd);
-    redirect(stdio, err_fd);
-    libc::umask(0);
-    let none: *const libc::c_char = std::ptr::null();
-    let lit = |s: &'static [u8]| s.as_ptr() as *const libc::c_char;
-    // Nothing mounted here may propagate back to the host.
-    check(
-        libc::mount(
-            none,
-            lit(b"/\0"),
-            none,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) as libc::c_long,
-        err_fd,
-        STEP_PRIVATE,
-    );
-    mount(
-        p.root.as_ptr(),
-        &p.root,
-        none,
-        libc::MS_BIND | libc::MS_REC,
-        none,
-        err_fd,
-        STEP_BIND,
-    );
-    let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
-    mount(
-        lit(b"proc\0"),
-        &p.proc_dir,
-        lit(b"proc\0"),
-        nosuid | libc::MS_NOEXEC,
-        none,
-        err_fd,
-        STEP_PROC,
-    );
-    mount(
-        lit(b"tmpfs\0"),
-        &p.dev_dir,
-        lit(b"tmpfs\0"),
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
-        lit(b"mode=755,size=65536k\0"),
-        err_fd,
-        STEP_DEV,
-    );
-    for d in &p.devices {
-        let rc = libc::mknod(
-            d.path.as_ptr(),
-            libc::S_IFCHR | 0o666,
-            libc::makedev(d.major, d.minor),
-        );
-        check(rc as libc::c_long, err_fd, STEP_MKNOD);
-    }
-    for l in &p.dev_links {
-        libc::symlink(l.target.as_ptr(), l.path.as_ptr());
-    }
-    check(
-        libc::mkdir(p.shm_dir.as_ptr(), 0o1777) as libc::c_long,
-        err_fd,
-        STEP_SHM,
-    );
-    mount(
-        lit(b"shm\0"),
-        &p.shm_dir,
-        lit(b"tmpfs\0"),
-        nosuid | libc::MS_NOEXEC,
-        lit(b"mode=1777,size=65536k\0"),
-        err_fd,
-        STEP_SHM,
-    );
-    mount(
-        lit(b"tmpfs\0"),
-        &p.tmp_dir,
-        lit(b"tmpfs\0"),
-        nosuid,
-        lit(b"mode=1777\0"),
-        err_fd,
-        STEP_TMP,
-    );
-    mount(
-        lit(b"tmpfs\0"),
-        &p.run_dir,
-        lit(b"tmpfs\0"),
-        nosuid,
-        lit(b"mode=755\0"),
-        err_fd,
-        STEP_RUN,
-    );
-    check(
-        libc::sethostname(p.hostname.as_ptr().cast(), p.hostname.len()) as libc::c_long,
-        err_fd,
-        STEP_HOSTNAME,
-    );
-    if p.loopback {
-        loopback_up(err_fd);
-    }
-    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the image.
-    check(
-        libc::chdir(p.root.as_ptr()) as libc::c_long,
-        err_fd,
-        STEP_PIVOT,
-    );
-    check(
-        libc::syscall(libc::SYS_pivot_root, lit(b".\0"), lit(b".\0")),
-        err_fd,
-        STEP_PIVOT,
-    );
-    check(
-        libc::umount2(lit(b".\0"), libc::MNT_DETACH) as libc::c_long,
-        err_fd,
-        STEP_UMOUNT,
-    );
-    check(libc::chdir(lit(b"/\0")) as libc::c_long, err_fd, STEP_PIVOT);
-    if !p.filter.is_empty() {
-        install_filter(&p.filter, err_fd);
-    }
-    launch(&p.launch, err_fd)
-}
-
-/// Starts the sandbox's first process (pid 1 of its namespace) as a traced child
-/// of the calling thread, which must be the tracer thread. Returns its pid; it is
-/// stopped (SIGSTOP) or already reporting a failure through `err_fd`'s pipe.
+/// Starts the sandbox's first process (pid 1 of its namespaces) as a traced child
+/// of the calling thread, which must be the tracer thread. Returns its pid and
+/// the write end of the pipe it waits on: write its id maps, then [`release`] it.
 pub(crate) fn spawn(
     p: &Prepared,
     stdio: &Stdio,
     err_write: &OwnedFd,
-) -> Result<libc::pid_t, TraceError> {
+) -> Result<(libc::pid_t, OwnedFd), TraceError> {
     let fds = stdio.raw();
     let err_fd = err_write.as_raw_fd();
+    let (sync_read, sync_write) = pipe()?;
+    let sync_fd = sync_read.as_raw_fd();
     // SAFETY: a raw clone without CLONE_VM duplicates the address space like fork;
     // the child runs only `sandbox_child`, which never returns and keeps to
     // async-signal-safe syscalls on memory prepared before this call.
@@ -675,29 +571,40 @@ pub(crate) fn spawn(
             0usize,
         );
         if rc == 0 {
-            sandbox_child(p, fds, err_fd);
+            crate::child::sandbox_child(p, fds, sync_fd, err_fd);
         }
         rc
     };
     if pid < 0 {
         return Err(TraceError::Sys(
-            "cannot create the sandbox's namespaces (tracing needs root or CAP_SYS_ADMIN)",
+            "cannot create the sandbox's namespaces (user namespaces may be disabled: see /proc/sys/user/max_user_namespaces)",
             nix::errno::Errno::last(),
         ));
     }
-    Ok(pid as libc::pid_t)
+    drop(sync_read);
+    Ok((pid as libc::pid_t, sync_write))
+}
+
+/// Lets a child waiting in `wait_for_parent` go on.
+pub(crate) fn release(sync_write: OwnedFd) -> Result<(), TraceError> {
+    nix::unistd::write(&sync_write, b"g")
+        .map(|_| ())
+        .map_err(|e| TraceError::Sys("cannot start the sandbox", e))
 }
 
 /// The namespaces of a running sandbox, opened so that later processes can join it.
 pub(crate) struct Namespaces {
     fds: Vec<(OwnedFd, libc::c_int)>,
+    become_root: bool,
 }
 
 impl Namespaces {
     /// Opens `/proc/PID/ns/*` of the sandbox's pid 1.
-    pub(crate) fn of(pid: libc::pid_t) -> Result<Namespaces, TraceError> {
-        // The mount namespace last: joining it changes the root.
+    pub(crate) fn of(pid: libc::pid_t, become_root: bool) -> Result<Namespaces, TraceError> {
+        // The user namespace first (it owns the others), the mount namespace last
+        // (joining it changes the root).
         let kinds = [
+            ("user", libc::CLONE_NEWUSER),
             ("ipc", libc::CLONE_NEWIPC),
             ("uts", libc::CLONE_NEWUTS),
             ("net", libc::CLONE_NEWNET),
@@ -711,7 +618,7 @@ impl Namespaces {
                 std::fs::File::open(&path).map_err(|e| TraceError::io("cannot open", &path, e))?;
             fds.push((OwnedFd::from(f), flag));
         }
-        Ok(Namespaces { fds })
+        Ok(Namespaces { fds, become_root })
     }
 
     /// The network namespace, for probes.
@@ -723,66 +630,23 @@ impl Namespaces {
     }
 }
 
-/// A program run inside a running sandbox (an exec probe): joins its
-/// namespaces, then forks into its pid namespace and launches there; the
-/// intermediate process exits with the program's status.
-///
-/// SAFETY: call only in a freshly forked child; raw syscalls on prepared memory.
-unsafe fn joined_child(
-    ns: &[(RawFd, libc::c_int)],
-    filter: &[libc::sock_filter],
-    l: &Launch,
-    stdio: [RawFd; 3],
-    err_fd: RawFd,
-) -> ! {
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    become_tracee(err_fd);
-    for (fd, flag) in ns {
-        check(libc::setns(*fd, *flag) as libc::c_long, err_fd, STEP_SETNS);
-    }
-    redirect(stdio, err_fd);
-    install_filter(filter, err_fd);
-    let child = libc::fork();
-    if child < 0 {
-        fail(err_fd, STEP_FORK);
-    }
-    if child == 0 {
-        launch(l, err_fd);
-    }
-    let mut status = 0;
-    loop {
-        let rc = libc::waitpid(child, &mut status, 0);
-        if rc == child {
-            break;
-        }
-        if rc < 0 && *libc::__errno_location() != libc::EINTR {
-            libc::_exit(127);
-        }
-    }
-    // The launched program's failure report already went through the pipe; keep the pipe closed-on-exit.
-    if libc::WIFEXITED(status) {
-        libc::_exit(libc::WEXITSTATUS(status));
-    }
-    libc::_exit(128 + libc::WTERMSIG(status))
-}
-
 /// Starts `launch` inside the sandbox whose namespaces are `ns`, traced by the calling thread.
 pub(crate) fn spawn_joined(
     ns: &Namespaces,
+    filter: &[libc::sock_filter],
     launch: &Launch,
     stdio: &Stdio,
     err_write: &OwnedFd,
 ) -> Result<libc::pid_t, TraceError> {
     let raw: Vec<(RawFd, libc::c_int)> =
         ns.fds.iter().map(|(fd, f)| (fd.as_raw_fd(), *f)).collect();
-    let filter = crate::filter::program();
     let fds = stdio.raw();
     let err_fd = err_write.as_raw_fd();
     // SAFETY: as in `spawn`; the child runs only `joined_child`.
     let pid = unsafe {
         let rc = libc::fork();
         if rc == 0 {
-            joined_child(&raw, &filter, launch, fds, err_fd);
+            crate::child::joined_child(&raw, ns.become_root, filter, launch, fds, err_fd);
         }
         rc
     };
@@ -795,36 +659,80 @@ pub(crate) fn spawn_joined(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idmap::IdMapping;
 
     #[test]
     fn failures_read_as_words() {
         let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&STEP_EXEC.to_ne_bytes());
+        msg[..4].copy_from_slice(&(Step::Exec as u32).to_ne_bytes());
         msg[4..].copy_from_slice(&libc::ENOENT.to_ne_bytes());
         let text = describe_failure(msg, "/usr/sbin/nginx");
         assert!(text.contains("cannot start /usr/sbin/nginx"), "{text}");
         assert!(text.contains("interpreter or ELF loader"), "{text}");
-        msg[..4].copy_from_slice(&STEP_PROC.to_ne_bytes());
+        msg[..4].copy_from_slice(&(Step::Proc as u32).to_ne_bytes());
         assert!(describe_failure(msg, "x").contains("mount /proc"));
+        for (i, s) in Step::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?} out of order");
+        }
+    }
+
+    fn sandbox(argv: &[&str], path: &[&str]) -> Sandbox {
+        Sandbox {
+            root: PathBuf::from("/nonexistent"),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            path: path.iter().map(|s| s.to_string()).collect(),
+            workdir: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+            network: Network::Loopback,
+            hostname: "h".into(),
+            trace_files: true,
+            policy: Policy::docker_default(IdMapping::single(0, 0, 1000, 1000)),
+            owners: vec![],
+        }
     }
 
     #[test]
     fn launch_tries_every_path_directory() {
-        let l = Launch::new(
-            &["nginx".into()],
-            &[],
-            &["/usr/sbin".into(), "/bin/".into()],
-            "/",
-            (0, 0, &[]),
-        )
-        .unwrap();
+        let s = sandbox(&["nginx"], &["/usr/sbin", "/bin/"]);
+        let l = Launch::new(&s, &s.argv).unwrap();
         let c: Vec<_> = l
             .candidates
             .iter()
             .map(|c| c.to_str().unwrap().to_string())
             .collect();
         assert_eq!(c, ["/usr/sbin/nginx", "/bin/nginx"]);
-        assert!(Launch::new(&[], &[], &[], "/", (0, 0, &[])).is_err());
-        assert!(Launch::new(&["a\0b".into()], &[], &[], "/", (0, 0, &[])).is_err());
+        assert!(Launch::new(&s, &[]).is_err());
+        assert!(Launch::new(&s, &["a\0b".into()]).is_err());
+        // The pids limit is an RLIMIT_NPROC for the program; single-id maps cannot set groups.
+        assert!(l.rlimits.iter().any(|r| r.0 == libc::RLIMIT_NPROC));
+        assert!(!l.set_groups);
+        assert_eq!(l.caps, 0xa80425fb);
+    }
+
+    #[test]
+    fn the_mount_table_follows_the_policy() {
+        let s = sandbox(&["/x"], &[]);
+        let ops = mount_ops(&s.policy).unwrap();
+        let find = |t: &str| {
+            ops.iter()
+                .find(|o| o.target.to_str().unwrap() == t)
+                .unwrap()
+        };
+        assert_eq!(find("proc").kind, OpKind::Mount);
+        assert_eq!(find("dev/null").kind, OpKind::BindFile);
+        assert_eq!(find("dev/ptmx").kind, OpKind::Symlink);
+        assert_eq!(find("proc/kcore").kind, OpKind::Mask);
+        assert_eq!(find("proc/sys").kind, OpKind::ReadOnly);
+        // /dev before what is made in it, masks after every mount.
+        let at = |t: &str| {
+            ops.iter()
+                .position(|o| o.target.to_str().unwrap() == t)
+                .unwrap()
+        };
+        assert!(at("dev") < at("dev/null") && at("dev") < at("dev/shm"));
+        assert!(at("sys") < at("sys/firmware") && at("proc/sys") > at("dev/mqueue"));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::sandbox::{self, Launch, Namespaces, Prepared, Sandbox, Stdio};
-use crate::syscalls::{self, Access};
+use crate::syscalls::{self, Abi, Access};
 use crate::TraceError;
 
 /// One path the program named.
@@ -37,6 +37,8 @@ pub struct Trace {
     pub processes: u64,
     /// Traced calls seen.
     pub calls: u64,
+    /// The limit of the policy that ended the run, in words.
+    pub limit: Option<String>,
 }
 
 /// How a process ended.
@@ -180,6 +182,12 @@ struct Tracer {
     probes: Vec<ExecProbe>,
     started: bool,
     alive: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether processes joining the sandbox become root of its user namespace.
+    become_root: bool,
+    /// The seccomp program, for exec probes.
+    filter: Vec<libc::sock_filter>,
+    /// The policy's pids limit.
+    pids_limit: Option<u64>,
 }
 
 const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
@@ -208,28 +216,49 @@ fn event_msg(pid: libc::pid_t) -> Option<libc::c_ulong> {
     (rc == 0).then_some(msg)
 }
 
-/// The syscall number and its six arguments at a seccomp stop.
-#[cfg(target_arch = "x86_64")]
-fn syscall_args(pid: libc::pid_t) -> Option<(i64, [u64; 6])> {
-    // SAFETY: GETREGS fills a user_regs_struct.
-    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+/// `struct ptrace_syscall_info` as filled for a seccomp stop.
+#[repr(C)]
+struct SyscallInfo {
+    op: u8,
+    pad: [u8; 3],
+    arch: u32,
+    instruction_pointer: u64,
+    stack_pointer: u64,
+    nr: u64,
+    args: [u64; 6],
+    ret_data: u32,
+    pad2: u32,
+}
+const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+const PTRACE_SYSCALL_INFO_SECCOMP: u8 = 3;
+
+/// The ABI, number and six arguments of the call a tracee is stopped in.
+///
+/// The kernel tells the ABI (an `int 0x80` from a 64-bit program is an i386
+/// call, with its arguments in other registers), so both are read right.
+fn syscall_args(pid: libc::pid_t) -> Option<(Abi, u64, [u64; 6])> {
+    // SAFETY: the struct is plain data; the kernel writes at most its size.
+    let mut info: SyscallInfo = unsafe { std::mem::zeroed() };
     let rc = unsafe {
         libc::ptrace(
-            libc::PTRACE_GETREGS,
+            PTRACE_GET_SYSCALL_INFO,
             pid,
-            0,
-            &mut regs as *mut libc::user_regs_struct,
+            std::mem::size_of::<SyscallInfo>(),
+            &mut info as *mut SyscallInfo,
         )
     };
-    (rc == 0).then_some((
-        regs.orig_rax as i64,
-        [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
-    ))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn syscall_args(_: libc::pid_t) -> Option<(i64, [u64; 6])> {
-    None
+    if rc <= 0 || info.op != PTRACE_SYSCALL_INFO_SECCOMP {
+        return None;
+    }
+    let abi = Abi::from_audit_arch(info.arch)?;
+    let mut args = info.args;
+    if abi == Abi::I386 {
+        // i386 arguments are 32-bit registers.
+        for a in &mut args {
+            *a &= 0xffff_ffff;
+        }
+    }
+    Some((abi, info.nr, args))
 }
 
 /// Reads a NUL-terminated string of at most PATH_MAX bytes from the tracee, a page at a time.
@@ -300,10 +329,10 @@ impl Tracer {
     }
 
     fn on_seccomp(&mut self, pid: libc::pid_t) {
-        let Some((nr, args)) = syscall_args(pid) else {
+        let Some((abi, nr, args)) = syscall_args(pid) else {
             return;
         };
-        let Some(call) = syscalls::lookup(nr) else {
+        let Some(call) = syscalls::lookup(abi, nr) else {
             return;
         };
         self.trace.calls += 1;
@@ -370,6 +399,7 @@ impl Tracer {
                         entry.exe = exe;
                     }
                     self.trace.processes += 1;
+                    self.check_pids();
                 }
             }
             libc::PTRACE_EVENT_EXEC => {
@@ -401,6 +431,19 @@ impl Tracer {
             _ => {}
         }
         ptrace_cont(pid, 0);
+    }
+
+    /// Ends the run when its processes reach the pids limit (the kernel's
+    /// RLIMIT_NPROC refuses further forks; this says why the run ended).
+    fn check_pids(&mut self) {
+        let Some(limit) = self.pids_limit else { return };
+        if self.trace.limit.is_none() && self.procs.len() as u64 >= limit {
+            self.trace.limit = Some(format!(
+                "the program reached the pids limit ({limit} processes and threads; raise it with --pids-limit)"
+            ));
+            // SAFETY: kill has no memory effects; the pid namespace dies with its pid 1.
+            unsafe { libc::kill(self.pid1, libc::SIGKILL) };
+        }
     }
 
     fn on_stop(&mut self, pid: libc::pid_t, sig: libc::c_int) {
@@ -512,10 +555,10 @@ impl Tracer {
             return Err(TraceError::Config("the sandbox is not running".into()));
         };
         let s = &self.sandbox;
-        let launch = Launch::new(argv, &s.env, &s.path, &s.workdir, (s.uid, s.gid, &s.groups))?;
+        let launch = Launch::new(s, argv)?;
         let stdio = Stdio::split(stdout, stderr)?;
         let (read_end, write_end) = sandbox::pipe()?;
-        let pid = sandbox::spawn_joined(ns, &launch, &stdio, &write_end)?;
+        let pid = sandbox::spawn_joined(ns, &self.filter, &launch, &stdio, &write_end)?;
         drop(write_end);
         self.procs.insert(
             pid,
@@ -567,14 +610,26 @@ pub(crate) fn trace_thread(
         Ordering::Release,
     );
     let argv0 = sandbox.argv.first().cloned().unwrap_or_default();
-    let started = (|| -> Result<(libc::pid_t, OwnedFd), TraceError> {
-        let prepared = Prepared::new(&sandbox)?;
-        let (read_end, write_end) = sandbox::pipe()?;
-        let pid = sandbox::spawn(&prepared, &stdio, &write_end)?;
-        Ok((pid, read_end))
-    })();
+    let pids_limit = sandbox.policy.pids_limit;
+    #[allow(clippy::type_complexity)]
+    let started =
+        (|| -> Result<(libc::pid_t, OwnedFd, bool, Vec<libc::sock_filter>), TraceError> {
+            let prepared = Prepared::new(&sandbox)?;
+            let (read_end, write_end) = sandbox::pipe()?;
+            let (pid, maps_written) = sandbox::spawn(&prepared, &stdio, &write_end)?;
+            if let Err(e) = sandbox.policy.ids.apply(pid) {
+                // SAFETY: kill and waitpid on our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                }
+                return Err(e);
+            }
+            sandbox::release(maps_written)?;
+            Ok((pid, read_end, prepared.become_root, prepared.filter))
+        })();
     drop(stdio);
-    let (pid1, failure) = match started {
+    let (pid1, failure, become_root, filter) = match started {
         Ok(v) => v,
         Err(e) => {
             alive.store(false, Ordering::Release);
@@ -607,6 +662,9 @@ pub(crate) fn trace_thread(
         probes: Vec::new(),
         started: false,
         alive,
+        become_root,
+        filter,
+        pids_limit,
     };
     t.procs.insert(
         pid1,
@@ -650,7 +708,7 @@ pub(crate) fn trace_thread(
             // SAFETY: SETOPTIONS takes the options as data.
             unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, OPTIONS as libc::c_long) };
             if pid == t.pid1 {
-                t.ns = Namespaces::of(pid).ok();
+                t.ns = Namespaces::of(pid, t.become_root).ok();
             }
             if let Some(p) = t.procs.get_mut(&pid) {
                 p.fresh = false;

@@ -1,68 +1,12 @@
 //! The sandbox and tracer on a busybox root made here (needs root and busybox-static;
 //! skips with a reason only where they cannot exist).
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use whittle_trace::{run, Exit, Network, Probes, RunOptions, Sandbox, TcpProbe};
-
-fn skip_reason() -> Option<String> {
-    if let Err(e) = whittle_trace::check_supported() {
-        return Some(e.to_string());
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("/bin/busybox is missing (install busybox-static)".into());
-    }
-    None
-}
-
-macro_rules! require {
-    () => {
-        if let Some(why) = skip_reason() {
-            assert!(std::env::var_os("CI").is_none(), "cannot run in CI: {why}");
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
-
-fn busybox_root(dir: &Path) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::create_dir_all(dir.join("etc")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "ls", "sleep", "nc", "echo", "touch"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(dir.join("etc/greeting"), "hello from the image\n").unwrap();
-}
-
-fn sandbox(root: &Path, script: &str) -> Sandbox {
-    Sandbox {
-        root: root.to_path_buf(),
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec!["PATH=/bin".into()],
-        path: vec!["/bin".into()],
-        workdir: "/".into(),
-        uid: 0,
-        gid: 0,
-        groups: vec![0],
-        network: Network::Loopback,
-        hostname: "whittle".into(),
-        trace_files: true,
-    }
-}
-
-fn options(log: &Path, probes: Probes) -> RunOptions {
-    RunOptions {
-        probes,
-        exposed_ports: vec![],
-        stop_signal: libc::SIGTERM,
-        stop_timeout: Duration::from_secs(1),
-        ready_timeout: Duration::from_secs(10),
-        log_dir: log.to_path_buf(),
-    }
-}
+use common::{busybox_root, options, sandbox};
+use whittle_trace::{run, Exit, Probes, TcpProbe};
 
 #[test]
 fn traces_a_script_and_its_children() {

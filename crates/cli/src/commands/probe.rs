@@ -10,7 +10,9 @@ use clap::Args;
 use whittle_image::mutate::Flat;
 use whittle_image::Scratch;
 use whittle_slim::{RunConfig, DEFAULT_PATH};
-use whittle_trace::{HttpProbe, Network, Probes, RunOptions, RunOutcome, Sandbox, TcpProbe};
+use whittle_trace::{
+    HttpProbe, IdMapping, Network, Policy, Probes, RunOptions, RunOutcome, Sandbox, TcpProbe,
+};
 
 /// How to run and drive the program under trace.
 #[derive(Args, Debug, Default, Clone)]
@@ -43,6 +45,15 @@ pub struct TraceFlags {
     /// The program's network: `loopback` (its own, nothing outside) or `host`.
     #[arg(long, value_name = "MODE", default_value = "loopback", value_parser = ["loopback", "host"])]
     pub network: String,
+    /// Give the program this capability beyond Docker's default set (repeatable; `ALL`).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Take this capability from Docker's default set (repeatable; `ALL`).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// At most this many processes and threads in the sandbox (0: no limit); reaching it fails the run.
+    #[arg(long, value_name = "N", default_value_t = whittle_trace::policy::DEFAULT_PIDS_LIMIT)]
+    pub pids_limit: u64,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -267,10 +278,54 @@ pub fn traced_run(
     let root = run_dir.path().join(format!("run-{label}"));
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let started = std::time::Instant::now();
-    whittle_image::unpack::unpack(flat, &flat.view, &root)
+    let ids = IdMapping::for_caller(0, 0);
+    let result = run_in(
+        label, flat, &root, &rt, probes, argv, run_config, ids, flags, scratch, quiet, started,
+    );
+    // The run's root is scratch: the output never takes files from it.
+    let _ = whittle_trace::rootfs::remove_tree(&root, &IdMapping::for_caller(0, 0));
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_in(
+    label: &str,
+    flat: &Flat,
+    root: &std::path::Path,
+    rt: &RuntimeConfig,
+    probes: Probes,
+    argv: Vec<String>,
+    run_config: RunConfig,
+    ids: IdMapping,
+    flags: &TraceFlags,
+    scratch: &Scratch,
+    quiet: bool,
+    started: std::time::Instant,
+) -> Result<RunOutcome> {
+    let unpacked = whittle_trace::unpack_for_run(flat, root, &ids)
         .with_context(|| format!("cannot unpack {label} to run it"))?;
-    let unpacked = started.elapsed();
-    let id = whittle_trace::user::resolve(&root, &rt.user)?;
+    let unpack_time = started.elapsed();
+    let id = whittle_trace::user::resolve(root, &rt.user)?;
+    // With one id to map, it is the program's own.
+    let ids = if ids.method == whittle_trace::idmap::MapMethod::Single {
+        IdMapping::for_caller(id.uid, id.gid)
+    } else {
+        ids
+    };
+    if let (Some(note), false) = (ids.note(), quiet) {
+        eprintln!("{label}: note: {note}");
+    }
+    let groups = if ids.can_set_groups() {
+        id.groups
+    } else {
+        Vec::new()
+    };
+    let mut policy = Policy::docker_default(ids);
+    policy
+        .capabilities
+        .adjust(&flags.cap_add, &flags.cap_drop)
+        .map_err(anyhow::Error::msg)?;
+    policy.pids_limit = (flags.pids_limit > 0).then_some(flags.pids_limit);
     let mut env = run_config.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
@@ -281,14 +336,14 @@ pub fn traced_run(
     env.push("HOSTNAME=whittle".into());
     let path_dirs = run_config.path_dirs();
     let sandbox = Sandbox {
-        root: root.clone(),
+        root: root.to_path_buf(),
         argv: argv.clone(),
         env,
         path: path_dirs,
         workdir: run_config.workdir.clone(),
         uid: id.uid,
         gid: id.gid,
-        groups: id.groups,
+        groups,
         network: if flags.network == "host" {
             Network::Host
         } else {
@@ -296,10 +351,12 @@ pub fn traced_run(
         },
         hostname: "whittle".into(),
         trace_files: true,
+        policy,
+        owners: unpacked.deferred,
     };
     let opts = RunOptions {
         probes,
-        exposed_ports: rt.exposed,
+        exposed_ports: rt.exposed.clone(),
         stop_signal: rt.stop_signal,
         stop_timeout: flags.stop_timeout,
         ready_timeout: flags.ready_timeout,
@@ -309,13 +366,11 @@ pub fn traced_run(
         eprintln!(
             "{label}: running {} in a sandbox (unpacked in {:.2} s)",
             argv.join(" "),
-            unpacked.as_secs_f64()
+            unpack_time.as_secs_f64()
         );
     }
-    let outcome = whittle_trace::run(sandbox, &opts).with_context(|| format!("cannot run {label}"));
-    // The run's root is scratch: the output never takes files from it.
-    let _ = std::fs::remove_dir_all(&root);
-    let outcome = outcome?;
+    let outcome =
+        whittle_trace::run(sandbox, &opts).with_context(|| format!("cannot run {label}"))?;
     if !quiet {
         describe(label, &outcome);
     }
