@@ -44,8 +44,11 @@ fn opt(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(NONE, |c| c.as_ptr())
 }
 
-/// Keeps this process out of reach (no `/proc/PID/fd`, no ptrace attach, no core)
-/// while it still holds whittle's memory, and makes it die with its parent.
+/// Keeps this process out of reach of the sandbox's processes (no
+/// `/proc/PID/fd`, no ptrace attach, no `/proc/PID/mem`) while it still holds
+/// a copy of whittle's memory, and makes it die with its parent. (The
+/// sandbox's pid 1 needs none of this: nothing else runs in its namespaces
+/// before it execs, and an ordinary user's tracer must read its memory.)
 unsafe fn seal() {
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     libc::prctl(libc::PR_SET_DUMPABLE, 0);
@@ -415,7 +418,7 @@ pub(crate) unsafe fn sandbox_child(
     sync_fd: RawFd,
     err_fd: RawFd,
 ) -> ! {
-    seal();
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     redirect(stdio, err_fd);
     wait_for_parent(sync_fd);
     close_other_fds(err_fd);

@@ -17,6 +17,7 @@
 mod child;
 mod filter;
 pub mod idmap;
+mod net;
 pub mod policy;
 pub mod probe;
 pub mod rootfs;

@@ -4,11 +4,11 @@
 //! so nothing is exposed on the host and ports never clash.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
+
+use crate::net::Net;
 
 /// `--http-probe [PORT][/PATH]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,48 +86,17 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Runs `f` on a thread that has joined the network namespace `net` (or the host's when `None`).
-pub(crate) fn in_netns<T: Send + 'static>(
-    net: Option<&OwnedFd>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let fd = match net {
-        Some(fd) => Some(
-            fd.try_clone()
-                .map_err(|e| format!("cannot use the sandbox's network: {e}"))?,
-        ),
-        None => None,
-    };
-    std::thread::spawn(move || {
-        if let Some(fd) = fd {
-            // SAFETY: setns on this thread only (network namespaces are per thread).
-            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "cannot enter the sandbox's network: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| "the probe thread failed".to_string())?
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
 /// Waits until `port` accepts, retrying with a growing pause (no fixed sleep),
 /// while `alive()` holds, at most until `deadline`.
 pub(crate) fn wait_ready(
+    net: &Net,
     port: u16,
     deadline: Instant,
     alive: &dyn Fn() -> bool,
 ) -> Result<(), String> {
     let mut pause = Duration::from_millis(2);
     loop {
-        if TcpStream::connect_timeout(&addr(port), Duration::from_millis(500)).is_ok() {
+        if net.connect(port, Duration::from_millis(500)).is_ok() {
             return Ok(());
         }
         if !alive() {
@@ -163,7 +132,7 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// `GET path` on `port` (HTTP/1.1, `Connection: close`).
-pub(crate) fn http_get(port: u16, path: &str) -> ProbeResult {
+pub(crate) fn http_get(net: &Net, port: u16, path: &str) -> ProbeResult {
     let name = format!("GET :{port}{path}");
     let fail = |name: String, why: String| ProbeResult {
         name,
@@ -171,7 +140,7 @@ pub(crate) fn http_get(port: u16, path: &str) -> ProbeResult {
         fingerprint: format!("error: {why}"),
         summary: why,
     };
-    let mut stream = match TcpStream::connect_timeout(&addr(port), IO_TIMEOUT) {
+    let mut stream = match net.connect(port, IO_TIMEOUT) {
         Ok(s) => s,
         Err(e) => return fail(name, format!("cannot connect: {e}")),
     };
@@ -215,12 +184,12 @@ pub(crate) fn http_get(port: u16, path: &str) -> ProbeResult {
 }
 
 /// Connects to `port`; sends `line` and reads one reply line (or until the peer closes).
-pub(crate) fn tcp(port: u16, line: Option<&str>) -> ProbeResult {
+pub(crate) fn tcp(net: &Net, port: u16, line: Option<&str>) -> ProbeResult {
     let name = match line {
         Some(l) => format!("TCP :{port} {l:?}"),
         None => format!("TCP :{port}"),
     };
-    let mut stream = match TcpStream::connect_timeout(&addr(port), IO_TIMEOUT) {
+    let mut stream = match net.connect(port, IO_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
             return ProbeResult {
@@ -332,11 +301,15 @@ mod tests {
                 }
             }
         });
-        wait_ready(port, Instant::now() + Duration::from_secs(5), &|| true).unwrap();
-        let r = http_get(port, "/");
+        let net = Net::host();
+        wait_ready(&net, port, Instant::now() + Duration::from_secs(5), &|| {
+            true
+        })
+        .unwrap();
+        let r = http_get(&net, port, "/");
         assert!(r.ok, "{r:?}");
         assert_eq!(r.fingerprint, format!("200 {}", sha256(b"hi")));
-        let t = tcp(port, Some("ping"));
+        let t = tcp(&net, port, Some("ping"));
         assert_eq!(t.summary, "replied \"ping\"");
         server.join().unwrap();
     }

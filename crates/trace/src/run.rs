@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::Net;
 use crate::probe::{self, HttpProbe, ProbeResult, TcpProbe};
 use crate::sandbox::{Network, Sandbox, Stdio};
 use crate::tracer::{self, Command, Event, Exit, Trace, Waker};
@@ -185,7 +186,11 @@ fn exec_probe(run: &mut Running, argv: &[String], log_dir: &Path, index: usize) 
     }
 }
 
-fn script_probe(script: &Path, net: Option<&std::os::fd::OwnedFd>, ports: &[u16]) -> ProbeResult {
+fn script_probe(
+    script: &Path,
+    ns: Option<&(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    ports: &[u16],
+) -> ProbeResult {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let name = format!("script {}", script.display());
@@ -199,12 +204,18 @@ fn script_probe(script: &Path, net: Option<&std::os::fd::OwnedFd>, ports: &[u16]
         cmd.env("WHITTLE_APP_PORT", first);
         cmd.env("WHITTLE_APP_ADDR", format!("127.0.0.1:{first}"));
     }
-    let fd = net.map(|f| f.as_raw_fd());
-    if let Some(fd) = fd {
-        // SAFETY: setns is async-signal-safe, and the fd stays open until the child has exec'd.
+    if let Some((user, net)) = ns {
+        let (user, net) = (user.as_raw_fd(), net.as_raw_fd());
+        // An ordinary user enters the network through the sandbox's user namespace
+        // (which owns it); root enters it directly and stays root on the host.
+        let through_user = !nix::unistd::geteuid().is_root();
+        // SAFETY: setns is async-signal-safe, and the fds stay open until the child has exec'd.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                if through_user && libc::setns(user, libc::CLONE_NEWUSER) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setns(net, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -272,8 +283,8 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         trace: None,
         pending: Vec::new(),
     };
-    let net = match run.next(Duration::from_secs(3600)) {
-        Some(Event::Started(net)) => net,
+    let ns = match run.next(Duration::from_secs(3600)) {
+        Some(Event::Started(ns)) => ns,
         Some(Event::StartFailed(why)) => {
             run.wait_exit(Duration::from_secs(5));
             let _ = tracer.join();
@@ -291,67 +302,55 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
             ));
         }
     };
-    let net = if network == Network::Loopback {
-        net
+    let ns = if network == Network::Loopback {
+        ns
     } else {
         None
     };
+    let net = match &ns {
+        Some((user, netns)) => Net::sandbox(user, netns)
+            .map_err(|e| TraceError::Start(format!("cannot reach the sandbox's network: {e}")))?,
+        None => Net::host(),
+    };
     let mut results = Vec::new();
     let deadline = Instant::now() + opts.ready_timeout;
-    let http: Vec<(u16, String)> = opts
-        .probes
-        .http
-        .iter()
-        .flat_map(|p| match p.port {
-            Some(port) => vec![(port, p.path.clone())],
-            None => opts
-                .exposed_ports
-                .iter()
-                .map(|port| (*port, p.path.clone()))
-                .collect(),
-        })
-        .collect();
-    if !http.is_empty() || !opts.probes.tcp.is_empty() {
-        let alive = run.alive.clone();
-        let tcp = opts.probes.tcp.clone();
-        let net_results = probe::in_netns(net.as_ref(), move || {
-            let mut out = Vec::new();
-            let is_alive = || alive.load(Ordering::Acquire);
-            for (port, path) in &http {
-                out.push(match probe::wait_ready(*port, deadline, &is_alive) {
-                    Ok(()) => probe::http_get(*port, path),
-                    Err(why) => ProbeResult {
-                        name: format!("GET :{port}{path}"),
-                        ok: false,
-                        fingerprint: "not ready".into(),
-                        summary: why,
-                    },
-                });
-            }
-            for t in &tcp {
-                out.push(match probe::wait_ready(t.port, deadline, &is_alive) {
-                    Ok(()) => probe::tcp(t.port, t.send.as_deref()),
-                    Err(why) => ProbeResult {
-                        name: format!("TCP :{}", t.port),
-                        ok: false,
-                        fingerprint: "not ready".into(),
-                        summary: why,
-                    },
-                });
-            }
-            out
-        });
-        match net_results {
-            Ok(r) => results.extend(r),
-            Err(e) => return Err(TraceError::Start(e)),
+    let alive = run.alive.clone();
+    let is_alive = move || alive.load(Ordering::Acquire);
+    for p in &opts.probes.http {
+        let ports = match p.port {
+            Some(port) => vec![port],
+            None => opts.exposed_ports.clone(),
+        };
+        for port in ports {
+            results.push(match probe::wait_ready(&net, port, deadline, &is_alive) {
+                Ok(()) => probe::http_get(&net, port, &p.path),
+                Err(why) => ProbeResult {
+                    name: format!("GET :{port}{}", p.path),
+                    ok: false,
+                    fingerprint: "not ready".into(),
+                    summary: why,
+                },
+            });
         }
     }
+    for t in &opts.probes.tcp {
+        results.push(match probe::wait_ready(&net, t.port, deadline, &is_alive) {
+            Ok(()) => probe::tcp(&net, t.port, t.send.as_deref()),
+            Err(why) => ProbeResult {
+                name: format!("TCP :{}", t.port),
+                ok: false,
+                fingerprint: "not ready".into(),
+                summary: why,
+            },
+        });
+    }
+    drop(net);
     for (i, argv) in opts.probes.exec.iter().enumerate() {
         let r = exec_probe(&mut run, argv, &opts.log_dir, i);
         results.push(r);
     }
     if let Some(script) = &opts.probes.script {
-        results.push(script_probe(script, net.as_ref(), &opts.exposed_ports));
+        results.push(script_probe(script, ns.as_ref(), &opts.exposed_ports));
     }
     let linger = opts.probes.duration.unwrap_or(Duration::ZERO);
     let ended_by_itself = run.wait_exit(linger);

@@ -621,12 +621,18 @@ impl Namespaces {
         Ok(Namespaces { fds, become_root })
     }
 
+    fn find(&self, kind: libc::c_int) -> Option<&OwnedFd> {
+        self.fds.iter().find(|(_, f)| *f == kind).map(|(fd, _)| fd)
+    }
+
     /// The network namespace, for probes.
     pub(crate) fn net(&self) -> Option<&OwnedFd> {
-        self.fds
-            .iter()
-            .find(|(_, f)| *f == libc::CLONE_NEWNET)
-            .map(|(fd, _)| fd)
+        self.find(libc::CLONE_NEWNET)
+    }
+
+    /// The user namespace, which owns the others.
+    pub(crate) fn user(&self) -> Option<&OwnedFd> {
+        self.find(libc::CLONE_NEWUSER)
     }
 }
 

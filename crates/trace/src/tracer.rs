@@ -82,8 +82,8 @@ pub(crate) enum Command {
 
 /// What the tracer thread reports.
 pub(crate) enum Event {
-    /// The program started (its exec succeeded); here is the sandbox's network namespace.
-    Started(Option<OwnedFd>),
+    /// The program started (its exec succeeded); here are the sandbox's user and network namespaces.
+    Started(Option<(OwnedFd, OwnedFd)>),
     /// It could not start.
     StartFailed(String),
     /// An exec probe ended.
@@ -328,6 +328,14 @@ impl Tracer {
         }
     }
 
+    /// Records a path the first time it is named.
+    fn note(&mut self, path: String, access: Access, by: &str) {
+        self.trace.paths.entry(path).or_insert_with(|| TracedPath {
+            access,
+            by: by.to_string(),
+        });
+    }
+
     fn on_seccomp(&mut self, pid: libc::pid_t) {
         let Some((abi, nr, args)) = syscall_args(pid) else {
             return;
@@ -372,10 +380,7 @@ impl Tracer {
                     p.exec = Some(Arc::from(path.as_str()));
                 }
             }
-            self.trace.paths.entry(path).or_insert_with(|| TracedPath {
-                access: call.access,
-                by: exe.to_string(),
-            });
+            self.note(path, call.access, &exe);
         }
     }
 
@@ -420,11 +425,9 @@ impl Tracer {
                 if pid == self.pid1 && !self.started {
                     self.started = true;
                     self.pid1_failure = None;
-                    let net = self
-                        .ns
-                        .as_ref()
-                        .and_then(|n| n.net())
-                        .and_then(|fd| fd.try_clone().ok());
+                    let net = self.ns.as_ref().and_then(|n| {
+                        Some((n.user()?.try_clone().ok()?, n.net()?.try_clone().ok()?))
+                    });
                     let _ = self.events.send(Event::Started(net));
                 }
             }
@@ -568,6 +571,27 @@ impl Tracer {
                 exec: None,
             },
         );
+        // Its calls before exec are made while it is sealed (an ordinary user's tracer
+        // cannot read its memory then): what they name is known here.
+        let workdir = if s.workdir.is_empty() {
+            "/"
+        } else {
+            &s.workdir
+        };
+        self.note(join("/", workdir), Access::Chdir, "");
+        let root = crate::rootfs::RootDir::open(&self.sandbox.root, None).ok();
+        for c in &launch.candidates {
+            let Ok(path) = c.to_str() else { continue };
+            self.note(join("/", path), Access::Exec, "");
+            // execve stops at the first candidate that exists.
+            let flags = rustix::fs::OFlags::PATH;
+            if root
+                .as_ref()
+                .is_some_and(|r| r.resolve(path, flags).is_ok())
+            {
+                break;
+            }
+        }
         self.probes.push(ExecProbe {
             pid,
             failure: read_end,
