@@ -27,8 +27,15 @@ export WHITTLE_BUILD_FIXTURES=${WHITTLE_BUILD_FIXTURES:-$PWD/target/fixtures/bui
 echo "test: building the build fixtures in $WHITTLE_BUILD_FIXTURES (cached)" >&2
 flock /tmp/whittle-fixture.lock bash tests/fixtures/build-images.sh "$WHITTLE_BUILD_FIXTURES"
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=1
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=1
 fi
+# The sandbox needs no root: as root, run its tests again as an ordinary user.
+if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
+  echo "test: the sandbox, trace and build tests again as an ordinary user" >&2
+  scripts/test-rootless.sh || status=1
+fi
+exit $status

@@ -76,7 +76,7 @@ pub fn run(
     fs::create_dir_all(root).map_err(|e| BuildError::io("cannot create", root, e))?;
     // Steps run as root of the builder image, in a user namespace.
     let ids = IdMapping::for_caller(0, 0);
-    let unpacked = whittle_trace::unpack_for_run(flat, root, &ids)?;
+    whittle_trace::unpack_for_run(flat, root, &ids)?;
     // Every write beneath the root resolves inside it: a builder image's
     // symlinks cannot lead an input or an output's directory to the host.
     let dir = RootDir::open(root, ids.to_host(0, 0))?;
@@ -121,7 +121,10 @@ pub fn run(
         hostname: "whittle-build".into(),
         trace_files: false,
         policy: Policy::docker_default(ids),
-        owners: unpacked.deferred,
+        // whittle reads the step's root back. Root gave every owner on the host; an
+        // ordinary user leaves the builder image's files its own (root inside the
+        // step), so that every file the step leaves stays readable here.
+        owners: Vec::new(),
     };
     let opts = RunOptions {
         probes: Probes {

@@ -17,21 +17,15 @@ use common::slim_e2e::{
 
 const GREETING: &str = "hello from a whittle build";
 
-/// The fixtures, when they and root are available (else the test is skipped, said why).
+/// The fixtures, when they and user namespaces are available (else the test is
+/// skipped, said why). Steps run in the sandbox, as root or as an ordinary user.
 fn setup() -> Option<(&'static Path, &'static Path)> {
     let fx = build_fixtures()?;
-    root().then_some(fx)
-}
-
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        common::docker_e2e::skip_or_panic(
-            "whittle build runs steps in a sandbox, which needs root",
-        );
-        return false;
+    if let Err(e) = whittle_trace::check_supported() {
+        common::docker_e2e::skip_or_panic(&e.to_string());
+        return None;
     }
-    true
+    Some(fx)
 }
 
 /// Removes a leftover `tag` and registers it for removal at the end.

@@ -28,7 +28,7 @@ pub mod mutate;
 pub mod parallel;
 mod pgzip;
 pub mod progress;
-mod scratch;
+pub mod scratch;
 pub mod unpack;
 
 pub use blob::BlobStore;

@@ -13,9 +13,45 @@ pub fn temp_prefix() -> String {
     format!(".whittle-{}-", std::process::id())
 }
 
+/// Gives the owner write and search permission on every directory of a tree (no
+/// symlink followed), so that a non-root process can remove it: a sandboxed run
+/// or build step leaves read-only directories of the image (and its read-only
+/// inputs) behind, and only root may delete inside those as they are.
+pub fn make_tree_removable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !md.is_dir() {
+        return;
+    }
+    let mode = md.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                make_tree_removable(&e.path());
+            }
+        }
+    }
+}
+
 /// Temporary blob files, removed when the last image using them is dropped.
 pub struct Scratch {
     dir: tempfile::TempDir,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Root deletes inside read-only directories; anyone else makes them writable first.
+        // (The directory is ours: its owner is who we are.)
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(self.dir.path()).is_ok_and(|m| m.uid() != 0) {
+            make_tree_removable(self.dir.path());
+        }
+    }
 }
 
 impl Scratch {

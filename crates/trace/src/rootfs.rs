@@ -293,27 +293,8 @@ pub fn remove_tree(path: &Path, ids: &crate::IdMapping) -> Result<(), TraceError
     if std::fs::remove_dir_all(path).is_ok() {
         return Ok(());
     }
-    make_writable(path);
+    whittle_image::scratch::make_tree_removable(path);
     std::fs::remove_dir_all(path).map_err(|e| TraceError::io("cannot remove", path, e))
-}
-
-/// Gives the owner write and search permission on every directory of a tree (no symlink followed).
-fn make_writable(path: &Path) {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if !md.is_dir() {
-        return;
-    }
-    let _ = std::fs::set_permissions(
-        path,
-        std::fs::Permissions::from_mode(md.permissions().mode() | 0o700),
-    );
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            make_writable(&e.path());
-        }
-    }
 }
 
 fn remove_in_namespace(path: &Path, ids: &crate::IdMapping) -> Result<(), TraceError> {
