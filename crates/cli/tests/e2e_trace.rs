@@ -492,20 +492,60 @@ fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
         "--duration".into(),
         "1".into(),
         "--stop-timeout".into(),
-        "1".into(),
+        "60".into(),
         "--report".into(),
         report.to_string_lossy().into_owned(),
     ];
     let run = common::slim_e2e::run_whittle_env(&args, &[("TMPDIR", tmp.to_str().unwrap())]).ok();
     let elapsed = started.elapsed();
+    // Its pid 1 ignores SIGTERM (no handler): whittle sees that and does not wait 60 s.
     assert!(
-        run.stderr().contains("killed after the stop timeout"),
+        run.stderr().contains("has no handler for the stop signal"),
         "{}",
         run.describe()
     );
-    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "waited for the stop timeout: {elapsed:?}"
+    );
     assert!(read_report(&report).contains_key("/app/stubborn.txt"));
     assert_nothing_left(&tmp, &mark);
+}
+
+#[test]
+fn a_probe_that_fails_on_the_original_fails_the_command_and_writes_nothing() {
+    let Some((_, fx)) = setup() else {
+        return;
+    };
+    let dir = tempdir();
+    let out = dir.path().join("out.tar");
+    // The stubborn script listens on no port: the probe cannot pass.
+    let src = archive(fx, "stubborn");
+    let probe = ["--http-probe", "8080/", "--ready-timeout", "1"];
+    let mut args = vec!["slim", &src];
+    let dst = reference("docker-archive", &out, Some("x:y"));
+    args.push(&dst);
+    args.extend(probe);
+    let r = run_whittle(&args);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stderr().contains("probe(s) failed on the original"),
+        "{}",
+        r.describe()
+    );
+    assert!(!out.exists(), "an output was written after a failed probe");
+    // verify of two images that both fail the probe: not "behaves like the original".
+    let mut v = vec!["verify", &src, &src];
+    v.extend(probe);
+    let r = run_whittle(&v);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(!r.stderr().contains("behaves like"), "{}", r.describe());
+    // --allow-probe-failure writes it anyway, saying the probe failed.
+    args.push("--allow-probe-failure");
+    let r = run_whittle(&args);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    assert!(r.stderr().contains("FAILED"), "{}", r.describe());
+    assert!(out.exists());
 }
 
 #[test]

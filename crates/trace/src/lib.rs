@@ -14,6 +14,7 @@
 //! Linux on x86-64, as root.
 #![deny(missing_docs)]
 
+mod cgroup;
 mod child;
 mod filter;
 pub mod idmap;
@@ -29,6 +30,7 @@ pub mod user;
 
 use std::path::{Path, PathBuf};
 
+pub use cgroup::parse_size;
 pub use idmap::IdMapping;
 pub use policy::Policy;
 pub use probe::{HttpProbe, ProbeResult, TcpProbe};

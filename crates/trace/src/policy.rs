@@ -314,6 +314,62 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// The content of an engine-provided file for a container named `hostname`
+/// (`host_resolv` is the host's `/etc/resolv.conf`).
+pub fn engine_file(name: &str, hostname: &str, host_resolv: &str) -> String {
+    match name {
+        "/etc/hosts" => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n::1\t{hostname}\n"
+        ),
+        "/etc/hostname" => format!("{hostname}\n"),
+        _ => resolv_conf(host_resolv),
+    }
+}
+
+/// The host's resolver configuration without loopback name servers (which mean
+/// nothing in another network namespace); Google's when none is left, as Docker does.
+fn resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("nameserver"), Some(addr)) => {
+                if addr.starts_with("127.") || addr == "::1" {
+                    continue;
+                }
+                servers += 1;
+                out.push_str(&format!("nameserver {addr}\n"));
+            }
+            (Some("search" | "domain" | "options"), Some(_)) => {
+                out.push_str(line.trim());
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// Half the machine's memory: enough for a normal program, and the host keeps the rest.
+pub fn default_memory_limit() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024 / 2)
+}
+
 /// The default limit on processes (and threads) of one run.
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
@@ -334,11 +390,15 @@ pub struct Policy {
     pub masked_paths: Vec<&'static str>,
     /// Read-only paths (see [`READONLY_PATHS`]).
     pub readonly_paths: Vec<&'static str>,
+    /// Files the engine provides over the image's, bind-mounted (never written into
+    /// the image): `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`, as Docker does.
+    pub engine_files: Vec<&'static str>,
     /// Resource limits.
     pub rlimits: Vec<Rlimit>,
     /// At most this many processes and threads; reaching it ends the run with an error.
     pub pids_limit: Option<u64>,
-    /// At most this many bytes of memory (a cgroup where whittle can make one).
+    /// At most this many bytes of memory: a memory cgroup where whittle can make one
+    /// (reaching it ends the run with an error), else `RLIMIT_DATA` (allocations fail).
     pub memory_limit: Option<u64>,
     /// `PR_SET_NO_NEW_PRIVS` (off as in Docker, so set-uid programs of the image work).
     pub no_new_privileges: bool,
@@ -455,13 +515,14 @@ impl Policy {
             ],
             masked_paths: MASKED_PATHS.to_vec(),
             readonly_paths: READONLY_PATHS.to_vec(),
+            engine_files: vec!["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"],
             rlimits: vec![Rlimit {
                 resource: libc::RLIMIT_NOFILE,
                 soft: 1_048_576,
                 hard: 1_048_576,
             }],
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
-            memory_limit: None,
+            memory_limit: default_memory_limit(),
             no_new_privileges: false,
         }
     }
@@ -488,6 +549,20 @@ mod tests {
         assert_eq!(caps.mask, 0xa80425fb, "{:?}", caps.names());
         assert_eq!(caps.names().len(), 14);
         assert!(!caps.has(Capability::parse("SYS_ADMIN").unwrap()));
+    }
+
+    #[test]
+    fn engine_files_are_dockers() {
+        let hosts = engine_file("/etc/hosts", "box", "");
+        assert!(hosts.contains("127.0.0.1\tlocalhost\n") && hosts.contains("::1\tbox\n"));
+        assert_eq!(engine_file("/etc/hostname", "box", ""), "box\n");
+        let resolv = engine_file(
+            "/etc/resolv.conf",
+            "box",
+            "# x\nnameserver 127.0.0.53\nsearch example.org\nnameserver 10.0.0.2\n",
+        );
+        assert_eq!(resolv, "search example.org\nnameserver 10.0.0.2\n");
+        assert!(engine_file("/etc/resolv.conf", "b", "nameserver 127.0.0.1\n").contains("8.8.8.8"));
     }
 
     #[test]

@@ -145,6 +145,70 @@ impl RootDir {
         Ok(dir)
     }
 
+    /// Makes `inside` a regular file to bind-mount a file on (`/etc/hosts`):
+    /// parents made inside the root, a link or other non-directory there replaced
+    /// by an empty file. Returns its path relative to the root with every link
+    /// resolved, so that the mount cannot follow one.
+    pub fn mount_file(&self, inside: &str) -> Result<String, TraceError> {
+        let comps = components(inside);
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(TraceError::Config(format!("{inside:?} is not a file path")));
+        };
+        let parent = self.mkdir_all(&parents.join("/"))?;
+        let shown = self.shown(inside);
+        match rustix::fs::statat(&parent, *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Err(TraceError::Config(format!(
+                    "{inside} is a directory in the image; a file is mounted there"
+                )))
+            }
+            other => {
+                if other.is_ok() {
+                    rustix::fs::unlinkat(&parent, *name, AtFlags::empty())
+                        .map_err(|e| err("cannot replace", &shown, e))?;
+                }
+                let fd = rustix::fs::openat(
+                    &parent,
+                    *name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map_err(|e| err("cannot create", &shown, e))?;
+                drop(fd);
+                self.give(parent.as_fd(), name)
+                    .map_err(|e| err("cannot change the owner of", &shown, e))?;
+            }
+        }
+        let fd = rustix::fs::openat(
+            &parent,
+            *name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err("cannot open", &shown, e))?;
+        let real = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .map_err(|e| TraceError::io("cannot locate", &shown, e))?;
+        let base = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+        ))
+        .map_err(|e| TraceError::io("cannot locate", &self.path, e))?;
+        match real.strip_prefix(&base) {
+            Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_string_lossy().into_owned()),
+            _ => Err(TraceError::Config(format!(
+                "{inside} lies outside the root"
+            ))),
+        }
+    }
+
     /// Removes whatever is at `name` in `dir` (a file, a symlink — never
     /// followed — or a whole tree).
     fn remove(&self, dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), TraceError> {

@@ -61,6 +61,10 @@ pub struct RunOutcome {
     pub stopped: bool,
     /// Whether it had to be killed after the stop timeout.
     pub killed: bool,
+    /// Whether the stop signal could not stop it: the sandbox's pid 1 has no handler
+    /// for it (pid 1 of a pid namespace ignores signals it does not catch), so it was
+    /// killed after a short grace instead of the whole stop timeout.
+    pub stop_ignored: bool,
     /// Each probe, in order.
     pub probes: Vec<ProbeResult>,
     /// Every path named.
@@ -257,6 +261,7 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
     let log = opts.log_dir.join("program.log");
     let stdio = Stdio::to_file(&log)?;
     let network = sandbox.network;
+    let _engine_files = RemovedAtEnd(crate::sandbox::engine_dir(&sandbox.root));
     let waker = Waker::new();
     let (cmd_tx, cmd_rx) = mpsc::channel();
     let (ev_tx, ev_rx) = mpsc::channel();
@@ -283,8 +288,8 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         trace: None,
         pending: Vec::new(),
     };
-    let ns = match run.next(Duration::from_secs(3600)) {
-        Some(Event::Started(ns)) => ns,
+    let (pid1, ns) = match run.next(Duration::from_secs(3600)) {
+        Some(Event::Started(pid1, ns)) => (pid1, ns),
         Some(Event::StartFailed(why)) => {
             run.wait_exit(Duration::from_secs(5));
             let _ = tracer.join();
@@ -356,10 +361,18 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
     let ended_by_itself = run.wait_exit(linger);
     let mut stopped = false;
     let mut killed = false;
+    let mut stop_ignored = false;
     if !ended_by_itself {
         stopped = true;
+        // Read before the signal: a handler installed later cannot matter.
+        stop_ignored = opts.stop_signal != libc::SIGKILL && !catches(pid1, opts.stop_signal);
         run.send(Command::Signal(opts.stop_signal));
-        if !run.wait_exit(opts.stop_timeout) {
+        let wait = if stop_ignored {
+            STOP_IGNORED_GRACE.min(opts.stop_timeout)
+        } else {
+            opts.stop_timeout
+        };
+        if !run.wait_exit(wait) {
             killed = true;
             run.send(Command::Signal(libc::SIGKILL));
             run.wait_exit(Duration::from_secs(3600));
@@ -379,11 +392,38 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         exit: run.exit,
         stopped,
         killed,
+        stop_ignored,
         probes: results,
         trace: run.trace.take().unwrap_or_default(),
         log,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// A directory of the run's own, removed however the run ends.
+struct RemovedAtEnd(PathBuf);
+
+impl Drop for RemovedAtEnd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How long a tree whose pid 1 ignores the stop signal may finish in-flight work
+/// before it is killed.
+const STOP_IGNORED_GRACE: Duration = Duration::from_millis(250);
+
+/// Whether `pid` has a handler for `sig` (`SigCgt` of `/proc/PID/status`). When
+/// unsure, yes: then the whole stop timeout applies, as before.
+fn catches(pid: libc::pid_t, sig: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|mask| !(1..=64).contains(&sig) || mask & (1u64 << (sig - 1)) != 0)
 }
 
 /// The last lines of a log, for error messages.

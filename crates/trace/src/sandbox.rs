@@ -131,7 +131,7 @@ impl Step {
             Step::InsideRoot => "become root of its user namespace",
             Step::Proc => "mount /proc",
             Step::Dev => "mount /dev",
-            Step::Device => "bind a device node into /dev",
+            Step::Device => "bind a device node or an engine file (/etc/hosts) into the root",
             Step::DevLink => "make a link in /dev",
             Step::Shm => "mount a filesystem in /dev or /sys",
             Step::Mask => "mask a path of /proc or /sys",
@@ -241,7 +241,12 @@ fn cap_last() -> u32 {
 }
 
 impl Launch {
-    pub(crate) fn new(s: &Sandbox, argv: &[String]) -> Result<Launch, TraceError> {
+    /// `memory_rlimit`: enforce the memory limit with `RLIMIT_DATA` (no cgroup holds the run).
+    pub(crate) fn new(
+        s: &Sandbox,
+        argv: &[String],
+        memory_rlimit: bool,
+    ) -> Result<Launch, TraceError> {
         let Some(argv0) = argv.first() else {
             return Err(TraceError::Config(
                 "nothing to run: the command is empty".into(),
@@ -283,6 +288,9 @@ impl Launch {
         }
         if let Some(n) = p.pids_limit {
             rlimits.push((libc::RLIMIT_NPROC, n, n));
+        }
+        if let (Some(n), true) = (p.memory_limit, memory_rlimit) {
+            rlimits.push((libc::RLIMIT_DATA, n, n));
         }
         Ok(Launch {
             candidates,
@@ -350,6 +358,13 @@ pub(crate) struct Prepared {
     /// The seccomp program (denials always; file calls stop when tracing).
     pub(crate) filter: Vec<libc::sock_filter>,
     pub(crate) launch: Launch,
+}
+
+/// Where the engine-provided files of a run are written: beside its root, removed with the run.
+pub(crate) fn engine_dir(root: &Path) -> PathBuf {
+    let mut name = root.as_os_str().to_os_string();
+    name.push(".engine");
+    PathBuf::from(name)
 }
 
 /// The mount table of a policy, as the child's steps.
@@ -424,7 +439,7 @@ fn mount_ops(p: &Policy) -> Result<Vec<Op>, TraceError> {
 }
 
 impl Prepared {
-    pub(crate) fn new(s: &Sandbox) -> Result<Prepared, TraceError> {
+    pub(crate) fn new(s: &Sandbox, memory_rlimit: bool) -> Result<Prepared, TraceError> {
         let inside_root = s.policy.ids.to_host(0, 0);
         let root = RootDir::open(&s.root, inside_root)?;
         for dir in ["proc", "dev", "sys"] {
@@ -450,16 +465,44 @@ impl Prepared {
                 })
             })
             .collect::<Result<_, TraceError>>()?;
+        let mut ops = mount_ops(&s.policy)?;
+        if !s.policy.engine_files.is_empty() {
+            let dir = engine_dir(&s.root);
+            std::fs::create_dir_all(&dir).map_err(|e| TraceError::io("cannot create", &dir, e))?;
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            for (i, name) in s.policy.engine_files.iter().enumerate() {
+                let source = dir.join(format!("{i}"));
+                let text = crate::policy::engine_file(name, &s.hostname, &host_resolv);
+                std::fs::write(&source, text)
+                    .map_err(|e| TraceError::io("cannot write", &source, e))?;
+                // Writable by the container's root, as under Docker.
+                if let Some((uid, gid)) = inside_root {
+                    std::os::unix::fs::chown(&source, Some(uid), Some(gid))
+                        .map_err(|e| TraceError::io("cannot change the owner of", &source, e))?;
+                }
+                let target = root.mount_file(name)?;
+                ops.push(Op {
+                    kind: OpKind::BindFile,
+                    source: Some(cstring(source.as_os_str().as_bytes())?),
+                    target: cstring(target.as_bytes())?,
+                    fstype: None,
+                    flags: 0,
+                    data: None,
+                    optional: false,
+                    step: Step::Device,
+                });
+            }
+        }
         Ok(Prepared {
             root: cstring(s.root.as_os_str().as_bytes())?,
             // Root of the namespace when 0 is mapped; a single-id map has only the program's id.
             become_root: inside_root.is_some(),
-            ops: mount_ops(&s.policy)?,
+            ops,
             hostname: s.hostname.as_bytes().to_vec(),
             loopback: s.network == Network::Loopback,
             owners,
             filter: crate::filter::program(&s.policy.seccomp, s.trace_files)?,
-            launch: Launch::new(s, &s.argv)?,
+            launch: Launch::new(s, &s.argv, memory_rlimit)?,
         })
     }
 
@@ -703,15 +746,18 @@ mod tests {
     #[test]
     fn launch_tries_every_path_directory() {
         let s = sandbox(&["nginx"], &["/usr/sbin", "/bin/"]);
-        let l = Launch::new(&s, &s.argv).unwrap();
+        let l = Launch::new(&s, &s.argv, false).unwrap();
         let c: Vec<_> = l
             .candidates
             .iter()
             .map(|c| c.to_str().unwrap().to_string())
             .collect();
         assert_eq!(c, ["/usr/sbin/nginx", "/bin/nginx"]);
-        assert!(Launch::new(&s, &[]).is_err());
-        assert!(Launch::new(&s, &["a\0b".into()]).is_err());
+        assert!(Launch::new(&s, &[], false).is_err());
+        assert!(Launch::new(&s, &["a\0b".into()], false).is_err());
+        let with_data = Launch::new(&s, &s.argv, true).unwrap();
+        assert!(with_data.rlimits.iter().any(|r| r.0 == libc::RLIMIT_DATA));
+        assert!(!l.rlimits.iter().any(|r| r.0 == libc::RLIMIT_DATA));
         // The pids limit is an RLIMIT_NPROC for the program; single-id maps cannot set groups.
         assert!(l.rlimits.iter().any(|r| r.0 == libc::RLIMIT_NPROC));
         assert!(!l.set_groups);

@@ -15,6 +15,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cgroup::MemoryCgroup;
 use crate::sandbox::{self, Launch, Namespaces, Prepared, Sandbox, Stdio};
 use crate::syscalls::{self, Abi, Access};
 use crate::TraceError;
@@ -82,8 +83,9 @@ pub(crate) enum Command {
 
 /// What the tracer thread reports.
 pub(crate) enum Event {
-    /// The program started (its exec succeeded); here are the sandbox's user and network namespaces.
-    Started(Option<(OwnedFd, OwnedFd)>),
+    /// The program started (its exec succeeded): its host pid, and the sandbox's
+    /// user and network namespaces.
+    Started(libc::pid_t, Option<(OwnedFd, OwnedFd)>),
     /// It could not start.
     StartFailed(String),
     /// An exec probe ended.
@@ -188,6 +190,8 @@ struct Tracer {
     filter: Vec<libc::sock_filter>,
     /// The policy's pids limit.
     pids_limit: Option<u64>,
+    /// The run's memory cgroup, where whittle could make one.
+    cgroup: Option<MemoryCgroup>,
 }
 
 const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
@@ -428,7 +432,7 @@ impl Tracer {
                     let net = self.ns.as_ref().and_then(|n| {
                         Some((n.user()?.try_clone().ok()?, n.net()?.try_clone().ok()?))
                     });
-                    let _ = self.events.send(Event::Started(net));
+                    let _ = self.events.send(Event::Started(pid, net));
                 }
             }
             _ => {}
@@ -558,11 +562,19 @@ impl Tracer {
             return Err(TraceError::Config("the sandbox is not running".into()));
         };
         let s = &self.sandbox;
-        let launch = Launch::new(s, argv)?;
+        let launch = Launch::new(s, argv, self.cgroup.is_none())?;
         let stdio = Stdio::split(stdout, stderr)?;
         let (read_end, write_end) = sandbox::pipe()?;
         let pid = sandbox::spawn_joined(ns, &self.filter, &launch, &stdio, &write_end)?;
         drop(write_end);
+        if let Some(cg) = &self.cgroup {
+            // It stops for the tracer before it forks the program.
+            if let Err(e) = cg.add(pid) {
+                // SAFETY: kill our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return Err(e);
+            }
+        }
         self.procs.insert(
             pid,
             Proc {
@@ -635,13 +647,24 @@ pub(crate) fn trace_thread(
     );
     let argv0 = sandbox.argv.first().cloned().unwrap_or_default();
     let pids_limit = sandbox.policy.pids_limit;
+    let memory = sandbox.policy.memory_limit.filter(|b| *b > 0);
+    let cgroup = match memory.map(MemoryCgroup::create).transpose() {
+        Ok(c) => c.flatten(),
+        Err(e) => {
+            alive.store(false, Ordering::Release);
+            let _ = events.send(Event::StartFailed(e.to_string()));
+            let _ = events.send(Event::Finished(Trace::default()));
+            return;
+        }
+    };
     #[allow(clippy::type_complexity)]
     let started =
         (|| -> Result<(libc::pid_t, OwnedFd, bool, Vec<libc::sock_filter>), TraceError> {
-            let prepared = Prepared::new(&sandbox)?;
+            let prepared = Prepared::new(&sandbox, cgroup.is_none())?;
             let (read_end, write_end) = sandbox::pipe()?;
             let (pid, maps_written) = sandbox::spawn(&prepared, &stdio, &write_end)?;
-            if let Err(e) = sandbox.policy.ids.apply(pid) {
+            let placed = cgroup.as_ref().map_or(Ok(()), |c| c.add(pid));
+            if let Err(e) = placed.and_then(|()| sandbox.policy.ids.apply(pid)) {
                 // SAFETY: kill and waitpid on our own child.
                 unsafe {
                     libc::kill(pid, libc::SIGKILL);
@@ -689,6 +712,7 @@ pub(crate) fn trace_thread(
         become_root,
         filter,
         pids_limit,
+        cgroup,
     };
     t.procs.insert(
         pid1,
@@ -742,6 +766,15 @@ pub(crate) fn trace_thread(
         }
         t.on_stop(pid, sig);
     }
+    if let (Some(cg), Some(bytes)) = (&t.cgroup, memory) {
+        if t.trace.limit.is_none() && cg.oom_killed() {
+            t.trace.limit = Some(format!(
+                "the program exceeded the memory limit ({} MB; raise it with --memory)",
+                bytes >> 20
+            ));
+        }
+    }
+    drop(t.cgroup.take());
     let _ = t.events.send(Event::Finished(std::mem::take(&mut t.trace)));
 }
 

@@ -309,6 +309,34 @@ fn a_fork_bomb_ends_the_run_with_the_pids_limit() {
     );
 }
 
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    // One 256 MB buffer, filled: far over a 64 MB limit.
+    let mut s = sandbox(
+        &root,
+        "dd if=/dev/zero of=/dev/null bs=256M count=1; echo dd=$?",
+    );
+    s.policy.memory_limit = Some(64 << 20);
+    let result = run(s, &options(&dir.path().join("log"), Probes::default()));
+    if nix_is_root() {
+        // A memory cgroup: the kernel kills the program, and the run says why.
+        let err = result.unwrap_err();
+        assert!(matches!(err, TraceError::Limit(_)), "{err}");
+        assert!(err.to_string().contains("memory limit (64 MB"), "{err}");
+    } else {
+        // No cgroup for an ordinary user on cgroup v1: RLIMIT_DATA refuses the allocation.
+        let out = result.unwrap();
+        let log = std::fs::read_to_string(&out.log).unwrap();
+        let v = values(&log);
+        assert_ne!(v.get("dd").map(String::as_str), Some("0"), "{log}");
+        eprintln!("as an ordinary user: RLIMIT_DATA refused the allocation:\n{log}");
+    }
+}
+
 /// Every file under `dir` with its mode and content hash, to compare before and after.
 fn listing(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();

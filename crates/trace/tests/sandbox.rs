@@ -117,3 +117,42 @@ fn a_missing_program_is_an_error_in_words() {
     let err = run(s, &options(&dir.path().join("log"), Probes::default())).unwrap_err();
     assert!(err.to_string().contains("cannot start nosuch"), "{err}");
 }
+
+#[test]
+fn the_engine_files_are_provided_over_the_images_and_run_and_tmp_stay_the_images() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    // The image's /etc/hosts points at a host file: it must be neither read nor written.
+    let host_file = dir.path().join("host-hosts");
+    std::fs::write(&host_file, "host secret\n").unwrap();
+    std::os::unix::fs::symlink(&host_file, root.join("etc/hosts")).unwrap();
+    std::fs::create_dir_all(root.join("run/app")).unwrap();
+    std::fs::write(root.join("run/app/marker"), "from the image\n").unwrap();
+    std::fs::write(root.join("tmp/kept"), "tmp of the image\n").unwrap();
+    let script = "cat /etc/hosts /etc/hostname /etc/resolv.conf /run/app/marker /tmp/kept; \
+                  echo hosts >> /etc/hosts";
+    let out = run(
+        sandbox(&root, script),
+        &options(&dir.path().join("log"), Probes::default()),
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(&out.log).unwrap();
+    assert_eq!(out.exit, Some(Exit::Code(0)), "{log}");
+    assert!(log.contains("127.0.0.1\tlocalhost"), "{log}");
+    assert!(log.contains("127.0.0.1\twhittle"), "{log}");
+    assert!(log.contains("nameserver"), "{log}");
+    assert!(
+        log.contains("from the image") && log.contains("tmp of the image"),
+        "{log}"
+    );
+    assert!(!log.contains("host secret"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&host_file).unwrap(),
+        "host secret\n"
+    );
+    // The generated files went with the run.
+    let engine = dir.path().join("root.engine");
+    assert!(!engine.exists(), "{} left behind", engine.display());
+}

@@ -51,6 +51,13 @@ pub struct TraceFlags {
     /// Take this capability from Docker's default set (repeatable; `ALL`).
     #[arg(long, value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// Write the output even when a probe fails on the original image (by default that is an error).
+    #[arg(long)]
+    pub allow_probe_failure: bool,
+    /// At most this much memory (`512m`, `2g`; 0: none). Default: half the machine's memory.
+    /// A memory cgroup enforces it where whittle can make one (root); else RLIMIT_DATA.
+    #[arg(long, value_name = "SIZE", value_parser = whittle_trace::parse_size)]
+    pub memory: Option<u64>,
     /// At most this many processes and threads in the sandbox (0: no limit); reaching it fails the run.
     #[arg(long, value_name = "N", default_value_t = whittle_trace::policy::DEFAULT_PIDS_LIMIT)]
     pub pids_limit: u64,
@@ -326,6 +333,9 @@ fn run_in(
         .adjust(&flags.cap_add, &flags.cap_drop)
         .map_err(anyhow::Error::msg)?;
     policy.pids_limit = (flags.pids_limit > 0).then_some(flags.pids_limit);
+    if let Some(bytes) = flags.memory {
+        policy.memory_limit = (bytes > 0).then_some(bytes);
+    }
     let mut env = run_config.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
@@ -384,6 +394,10 @@ pub fn describe(label: &str, o: &RunOutcome) {
         eprintln!("{label}: probe {}: {} ({mark})", p.name, p.summary);
     }
     let how = match (o.exit, o.stopped, o.killed) {
+        (Some(e), _, true) if o.stop_ignored => format!(
+            "{e}: its pid 1 has no handler for the stop signal (pid 1 of a pid namespace \
+             ignores it), so it was killed after a short grace, not the stop timeout"
+        ),
         (Some(e), _, true) => format!("{e}, killed after the stop timeout"),
         (Some(e), true, false) => format!("{e} after the stop signal"),
         (Some(e), false, _) => format!("{e} by itself"),
@@ -403,6 +417,26 @@ pub fn describe(label: &str, o: &RunOutcome) {
             eprintln!("{label}: the program's last output:\n{tail}");
         }
     }
+}
+
+/// Fails when a probe failed on the original image: a run that did not work
+/// cannot tell what the program needs, and its output would be blessed untested.
+pub fn require_probes_ok(label: &str, o: &RunOutcome, flags: &TraceFlags) -> Result<()> {
+    let failed: Vec<String> = o
+        .probes
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| format!("{}: {}", p.name, p.summary))
+        .collect();
+    if failed.is_empty() || flags.allow_probe_failure {
+        return Ok(());
+    }
+    bail!(
+        "{} probe(s) failed on the {label} image, so the run says nothing reliable about what it \
+         needs: {} (fix the probe or the image; --allow-probe-failure writes the output anyway)",
+        failed.len(),
+        failed.join("; ")
+    )
 }
 
 /// The traced paths as slim takes them: path -> the program that named it.

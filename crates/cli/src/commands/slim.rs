@@ -11,7 +11,7 @@ use whittle_image::{Compression, Image};
 use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
 use whittle_transport::ImageRef;
 
-use super::probe::{traced_paths, traced_run, TraceFlags};
+use super::probe::{require_probes_ok, traced_paths, traced_run, TraceFlags};
 use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
@@ -137,14 +137,17 @@ pub(super) fn write_slimmed(
     // Verifying needs a run of the original under the same probes anyway.
     trace_flags.trace |= checks.verify;
     let original_run = if trace_flags.enabled() {
-        Some(traced_run(
+        let run = traced_run(
             "original",
             &flat,
             &edited,
             &scratch,
             &trace_flags,
             global.quiet,
-        )?)
+        )?;
+        require_probes_ok("original", &run, &trace_flags)
+            .with_context(|| format!("nothing written to {dst}"))?;
+        Some(run)
     } else {
         None
     };

@@ -9,7 +9,7 @@ use whittle_image::mutate::Flat;
 use whittle_trace::syscalls::Access;
 use whittle_trace::RunOutcome;
 
-use super::probe::{traced_run, TraceFlags};
+use super::probe::{require_probes_ok, traced_run, TraceFlags};
 use super::{open_source, parse_ref};
 use crate::args::{ConfigFlags, Global};
 
@@ -52,6 +52,8 @@ pub fn run(a: VerifyArgs, global: &Global) -> Result<()> {
         &flags,
         global.quiet,
     )?;
+    // "Behaves like the original" means something only when the original behaved.
+    require_probes_ok("original", &orig_run, &flags)?;
     let slim_run = traced_run(
         "slimmed",
         &slim_flat,

@@ -37,7 +37,7 @@ pub fn busybox_root(dir: &Path) {
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "cat", "ls", "sleep", "nc", "echo", "touch", "grep", "mknod", "mount", "unshare",
-        "wc", "pwd", "id", "dmesg", "head",
+        "wc", "pwd", "id", "dmesg", "head", "dd",
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
