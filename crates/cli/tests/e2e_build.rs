@@ -681,3 +681,82 @@ fn a_dynamic_program_built_in_a_step_brings_its_closure() {
     );
     assert!(!out.exists());
 }
+
+/// Every path under `dir` with its mode and content, to compare before and after.
+fn tree_listing(dir: &Path) -> Vec<(std::path::PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            let data = if md.is_file() {
+                fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((p.clone(), md.permissions().mode(), data));
+            if md.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_builder_image_whose_links_lead_out_leaves_the_host_untouched() {
+    if setup().is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let host = dir.path().join("host");
+    fs::create_dir_all(host.join("existing")).unwrap();
+    fs::write(host.join("victim"), "precious").unwrap();
+    let before = tree_listing(&host);
+    // A builder image (a plain root directory) whose /in and /out are links to host paths.
+    let builder = dir.path().join("builder");
+    fs::create_dir_all(builder.join("bin")).unwrap();
+    fs::copy("/bin/busybox", builder.join("bin/busybox")).unwrap();
+    for applet in ["sh", "mkdir", "echo"] {
+        std::os::unix::fs::symlink("busybox", builder.join("bin").join(applet)).unwrap();
+    }
+    std::os::unix::fs::symlink(&host, builder.join("in")).unwrap();
+    std::os::unix::fs::symlink(host.join("existing"), builder.join("out")).unwrap();
+    fs::write(dir.path().join("input.txt"), "from the spec").unwrap();
+    let spec = dir.path().join("links.toml");
+    fs::write(
+        &spec,
+        format!(
+            r#"from = "scratch"
+
+[[step]]
+name = "s"
+image = "dir:{}"
+inputs = {{ "/in/victim" = "input.txt" }}
+run = "mkdir -p /out/sub && echo made > /out/sub/made"
+outputs = ["/out/sub/made"]
+
+[[layer]]
+name = "app"
+files = [{{ step = "s", path = "/out/sub/made", to = "/made" }}]
+mode = "0755"
+
+[config]
+cmd = ["/made"]
+"#,
+            builder.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let r = build(&spec, &format!("oci:{}:x", out.display()), &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    assert_eq!(
+        tree_listing(&host),
+        before,
+        "the build touched the host directory"
+    );
+}

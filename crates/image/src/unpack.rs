@@ -736,6 +736,66 @@ mod tests {
     }
 
     #[test]
+    fn a_sandbox_root_maps_owners_and_never_makes_device_nodes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = Arc::new(Scratch::new_in(tmp.path()).unwrap());
+        let flat = flat(
+            &scratch,
+            &[
+                item("dev/kmsg", EntryKind::CharDevice(1, 11), 0o666),
+                item("dev/sda", EntryKind::BlockDevice(8, 0), 0o660),
+                file("etc/app", 0o644, 33, b"x".to_vec()),
+                file("etc/root", 0o600, 0, b"r".to_vec()),
+            ],
+        );
+        let dest = tmp.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        // A map where only the image's root is ours to give (an ordinary user's own id),
+        // and image id 33 is a host id this process may not give.
+        let me = std::fs::metadata(&dest).unwrap();
+        let (uid, gid) = (me.uid(), me.gid());
+        let map = move |u: u32, g: u32| match (u, g) {
+            (0, 0) => Some((uid, gid)),
+            (33, 33) => Some((
+                if uid == 0 { 100_033 } else { 1 },
+                if uid == 0 { 100_033 } else { 1 },
+            )),
+            _ => None,
+        };
+        let options = UnpackOptions {
+            ids: Some(&map),
+            no_devices: true,
+        };
+        let out = unpack_with(&flat, &flat.view, &dest, options).unwrap();
+        for dev in ["dev/kmsg", "dev/sda"] {
+            let md = std::fs::symlink_metadata(dest.join(dev)).unwrap();
+            assert!(md.file_type().is_file(), "{dev} is not an empty stand-in");
+            assert_eq!(md.len(), 0);
+        }
+        assert_eq!(std::fs::metadata(dest.join("etc/root")).unwrap().uid(), uid);
+        if uid == 0 {
+            // Root gives the mapped owner on the host; nothing is left to do inside.
+            assert_eq!(
+                std::fs::metadata(dest.join("etc/app")).unwrap().uid(),
+                100_033
+            );
+            assert!(out.deferred.is_empty(), "{:?}", out.deferred);
+        } else {
+            // Not allowed here: handed back with the image's ids, for the namespace.
+            assert_eq!(
+                out.deferred,
+                vec![DeferredOwner {
+                    path: "/etc/app".into(),
+                    uid: 33,
+                    gid: 33,
+                    mode: 0o644,
+                    symlink: false,
+                }]
+            );
+        }
+    }
+
+    #[test]
     fn writes_files_dirs_links_and_special_files() {
         let tmp = tempfile::tempdir().unwrap();
         let scratch = Arc::new(Scratch::new_in(tmp.path()).unwrap());
