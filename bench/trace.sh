@@ -7,6 +7,9 @@
 #     worst case: metadata only) and to an archive in /tmp, each run in whittle's sandbox
 #     untraced and traced (crates/trace/examples/trace_overhead.rs), and in a plain
 #     chroot untraced and under `strace -f --seccomp-bpf -e trace=file` (the peer).
+#  The traced slim runs as root and, when the user $WHITTLE_ROOTLESS_USER (default
+#  whittle-rootless, made by scripts/test-rootless.sh) exists, as that ordinary user too;
+#  WHITTLE_BEFORE=/path/to/an/older/whittle adds its figures (as root) for a before/after row.
 # Needs root. Usage: bench/trace.sh      Environment: REPEAT (default 5), WHITTLE_FIXTURES
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,16 +36,30 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? 
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>"$work/err" || { echo "trace.sh: $* failed:" >&2; cat "$work/err" >&2; exit 1; }; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'; }
 
 # --- 1. slim with a probe
-static="" traced=""
+rootless=${WHITTLE_ROOTLESS_USER:-whittle-rootless}
+id "$rootless" >/dev/null 2>&1 || { echo "trace.sh: no user $rootless (scripts/test-rootless.sh makes it): no rootless row" >&2; rootless=""; }
+chmod 755 "$work"; cp "$fixture/nginx.tar" "$work/nginx.tar"; chmod 644 "$work/nginx.tar"
+src="docker-archive:$work/nginx.tar"
+as_user() { su "$rootless" -c "$(printf '%q ' "$@")"; }
+static="" traced="" before="" user=""
 for ((i = 0; i < REPEAT; i++)); do
   rm -rf "$work/out"; static+="$(secs "$whittle" slim "$src" "oci:$work/out:x") "
   rm -rf "$work/out"; traced+="$(secs "$whittle" slim "$src" "oci:$work/out:x" --http-probe 80/) "
+  if [ -n "${WHITTLE_BEFORE:-}" ]; then
+    rm -rf "$work/out"; before+="$(secs "$WHITTLE_BEFORE" slim "$src" "oci:$work/out:x" --http-probe 80/) "
+  fi
+  if [ -n "$rootless" ]; then
+    mkdir -p "$work/user"; chown "$rootless" "$work/user"; rm -rf "$work/user/out"
+    user+="$(secs as_user "$whittle" slim "$src" "oci:$work/user/out:x" --http-probe 80/) "
+  fi
 done
 printf 'nginx fixture %s (%s MB), median of %s\n' "$src" "$(( $(stat -c %s "$fixture/nginx.tar") / 1000000 ))" "$REPEAT"
-printf '| %-38s | %7s |\n' command "wall s"
-printf '|----------------------------------------|---------|\n'
-printf '| %-38s | %7.2f |\n' "whittle slim (static only)" "$(median <<<"$static")"
-printf '| %-38s | %7.2f |\n' "whittle slim --http-probe 80/" "$(median <<<"$traced")"
+printf '| %-50s | %7s |\n' command "wall s"
+printf '|----------------------------------------------------|---------|\n'
+printf '| %-50s | %7.2f |\n' "whittle slim (static only)" "$(median <<<"$static")"
+[ -z "$before" ] || printf '| %-50s | %7.2f |\n' "before: $WHITTLE_BEFORE --http-probe 80/" "$(median <<<"$before")"
+printf '| %-50s | %7.2f |\n' "whittle slim --http-probe 80/ (root)" "$(median <<<"$traced")"
+[ -z "$user" ] || printf '| %-50s | %7.2f |\n' "whittle slim --http-probe 80/ (as $rootless)" "$(median <<<"$user")"
 
 # --- 2. tracer overhead on tar of a big tree
 root=$work/root
@@ -54,8 +71,9 @@ ln -s busybox "$root/bin/tar"
 cp -a /usr/share/. "$root/data/"
 files=$(find "$root/data" -type f | wc -l)
 mkdir -p "$root/tmp"
+chmod 1777 "$root/tmp"   # the sandbox's root is an unprivileged id of its user namespace
 # Two workloads: the archive to /dev/null (metadata-bound: the most stops per second) and
-# written out to /tmp (a tmpfs in the sandbox, the root's own /tmp in the chroot runs).
+# written out to /tmp (the root's own /tmp, in the sandbox and in the chroot runs).
 for target in /dev/null /tmp/out.tar; do
   tar_cmd=(/bin/tar -cf "$target" /data)
   read -r _ sandbox_untraced < <("$overhead" "$root" "$REPEAT" "${tar_cmd[@]}" | grep '^untraced')

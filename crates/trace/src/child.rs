@@ -195,6 +195,13 @@ unsafe fn apply(op: &Op, err_fd: RawFd) {
                 )
             }
         }
+        OpKind::BindOnto => libc::mount(
+            opt(&op.source),
+            target,
+            NONE,
+            libc::MS_BIND,
+            std::ptr::null(),
+        ),
         OpKind::Symlink => libc::symlink(opt(&op.source), target),
         OpKind::Mask => match kind_of(target) {
             None => 0,
@@ -459,6 +466,9 @@ pub(crate) unsafe fn sandbox_child(
         err_fd,
         Step::Pivot,
     );
+    for op in &p.early_ops {
+        apply(op, err_fd);
+    }
     if p.become_root {
         become_inside_root(err_fd);
     }

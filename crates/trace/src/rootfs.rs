@@ -70,6 +70,13 @@ impl RootDir {
         )
     }
 
+    /// Gives what whittle made at `name` in `dir` its mode whatever the umask (0755 for
+    /// directories, 0644 for files, as container runtimes make them) and the root's owner.
+    fn made(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<(), Errno> {
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+        self.give(dir, name)
+    }
+
     fn give(&self, dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
         if let Some((uid, gid)) = self.owner {
             rustix::fs::chownat(
@@ -96,7 +103,7 @@ impl RootDir {
         }
         rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755))
             .map_err(|e| err("cannot create", &self.shown(name), e))?;
-        self.give(self.fd.as_fd(), name)
+        self.made(self.fd.as_fd(), name, 0o755)
             .map_err(|e| err("cannot change the owner of", &self.shown(name), e))
     }
 
@@ -133,7 +140,7 @@ impl RootDir {
                     }
                     rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(0o755))
                         .map_err(|e| err("cannot create", &self.shown(&prefix), e))?;
-                    self.give(dir.as_fd(), name)
+                    self.made(dir.as_fd(), name, 0o755)
                         .map_err(|e| err("cannot change the owner of", &self.shown(&prefix), e))?;
                     dir = self
                         .resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY)
@@ -180,7 +187,7 @@ impl RootDir {
                 )
                 .map_err(|e| err("cannot create", &shown, e))?;
                 drop(fd);
-                self.give(parent.as_fd(), name)
+                self.made(parent.as_fd(), name, 0o644)
                     .map_err(|e| err("cannot change the owner of", &shown, e))?;
             }
         }

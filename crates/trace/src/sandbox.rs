@@ -10,6 +10,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::policy::{MountKind, Policy};
@@ -318,6 +319,8 @@ pub(crate) enum OpKind {
     MkdirMount,
     /// An empty file, then a bind mount of the host's `source` on it.
     BindFile,
+    /// A bind mount of the host's `source` onto an existing file.
+    BindOnto,
     /// A symlink to `source`.
     Symlink,
     /// An empty read-only tmpfs over a directory, `/dev/null` over a file; nothing when missing.
@@ -351,6 +354,10 @@ pub(crate) struct Owner {
 pub(crate) struct Prepared {
     pub(crate) root: CString,
     pub(crate) become_root: bool,
+    /// Mounts made with the caller's host ids, before becoming the namespace's root
+    /// (their sources sit in the caller's private directories).
+    pub(crate) early_ops: Vec<Op>,
+    /// Mounts made as the namespace's root (what they create must be owned by a mapped id).
     pub(crate) ops: Vec<Op>,
     pub(crate) hostname: Vec<u8>,
     pub(crate) loopback: bool,
@@ -465,24 +472,29 @@ impl Prepared {
                 })
             })
             .collect::<Result<_, TraceError>>()?;
-        let mut ops = mount_ops(&s.policy)?;
+        let mut early_ops = Vec::new();
         if !s.policy.engine_files.is_empty() {
             let dir = engine_dir(&s.root);
             std::fs::create_dir_all(&dir).map_err(|e| TraceError::io("cannot create", &dir, e))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| TraceError::io("cannot chmod", &dir, e))?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             for (i, name) in s.policy.engine_files.iter().enumerate() {
                 let source = dir.join(format!("{i}"));
                 let text = crate::policy::engine_file(name, &s.hostname, &host_resolv);
                 std::fs::write(&source, text)
                     .map_err(|e| TraceError::io("cannot write", &source, e))?;
+                std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| TraceError::io("cannot chmod", &source, e))?;
                 // Writable by the container's root, as under Docker.
                 if let Some((uid, gid)) = inside_root {
                     std::os::unix::fs::chown(&source, Some(uid), Some(gid))
                         .map_err(|e| TraceError::io("cannot change the owner of", &source, e))?;
                 }
                 let target = root.mount_file(name)?;
-                ops.push(Op {
-                    kind: OpKind::BindFile,
+                // Bound with the caller's host ids, which reach the file beside the root.
+                early_ops.push(Op {
+                    kind: OpKind::BindOnto,
                     source: Some(cstring(source.as_os_str().as_bytes())?),
                     target: cstring(target.as_bytes())?,
                     fstype: None,
@@ -497,7 +509,8 @@ impl Prepared {
             root: cstring(s.root.as_os_str().as_bytes())?,
             // Root of the namespace when 0 is mapped; a single-id map has only the program's id.
             become_root: inside_root.is_some(),
-            ops,
+            early_ops,
+            ops: mount_ops(&s.policy)?,
             hostname: s.hostname.as_bytes().to_vec(),
             loopback: s.network == Network::Loopback,
             owners,
