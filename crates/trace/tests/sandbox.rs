@@ -156,3 +156,26 @@ fn the_engine_files_are_provided_over_the_images_and_run_and_tmp_stay_the_images
     let engine = dir.path().join("root.engine");
     assert!(!engine.exists(), "{} left behind", engine.display());
 }
+
+#[test]
+fn a_non_root_user_keeps_its_supplementary_groups() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let mut s = sandbox(&root, "id -u; id -g; id -G");
+    s.uid = 70;
+    s.gid = 70;
+    s.groups = vec![70, 101, 4242];
+    let single = !s.policy.ids.can_set_groups();
+    let out = run(s, &options(&dir.path().join("log"), Probes::default())).unwrap();
+    let log = std::fs::read_to_string(&out.log).unwrap();
+    assert_eq!(out.exit, Some(Exit::Code(0)), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    if single {
+        // One id mapped: groups cannot be set (docs/SECURITY.md); say so rather than pass silently.
+        eprintln!("single-id map: supplementary groups are not set:\n{log}");
+        return;
+    }
+    assert_eq!(lines, ["70", "70", "70 101 4242"], "{log}");
+}
