@@ -431,6 +431,20 @@ pub fn require_probes_ok(label: &str, o: &RunOutcome, flags: &TraceFlags) -> Res
     if failed.is_empty() || flags.allow_probe_failure {
         return Ok(());
     }
+    let asked = !flags.http_probe.is_empty()
+        || !flags.tcp_probe.is_empty()
+        || !flags.exec_probe.is_empty()
+        || flags.probe_script.is_some();
+    if !asked {
+        // Only the GET / that bare --trace adds for exposed ports: a batch program
+        // that exposes a port it does not serve is not a failed run.
+        eprintln!(
+            "{label}: warning: the GET that --trace adds for the exposed ports failed ({}); \
+             give --http-probe to make it a check",
+            failed.join("; ")
+        );
+        return Ok(());
+    }
     bail!(
         "{} probe(s) failed on the {label} image, so the run says nothing reliable about what it \
          needs: {} (fix the probe or the image; --allow-probe-failure writes the output anyway)",
