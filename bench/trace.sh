@@ -69,6 +69,9 @@ mknod -m 666 "$root/dev/null" c 1 3
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/tar"
 cp -a /usr/share/. "$root/data/"
+# Readable by the sandbox's root, an unprivileged id of its user namespace (a few of
+# /usr/share's directories are root's alone).
+chmod -R a+rX "$root/data"
 files=$(find "$root/data" -type f | wc -l)
 mkdir -p "$root/tmp"
 chmod 1777 "$root/tmp"   # the sandbox's root is an unprivileged id of its user namespace
