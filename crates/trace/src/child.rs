@@ -306,6 +306,9 @@ const CAP_V3: u32 = 0x2008_0522;
 /// Limits, capabilities and identity, then the program: what every process
 /// started in the sandbox goes through, pid 1 and exec probes alike.
 pub(crate) unsafe fn launch(l: &Launch, err_fd: RawFd) -> ! {
+    // A session of its own: no controlling terminal, so `/dev/tty` cannot reach the
+    // terminal whittle was started from (and TIOCSTI cannot type into its shell).
+    libc::setsid();
     for r in &l.rlimits {
         let lim = libc::rlimit {
             rlim_cur: r.1,

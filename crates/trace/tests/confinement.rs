@@ -177,6 +177,46 @@ fn a_device_node_shipped_in_the_image_cannot_be_opened() {
     assert_ne!(v.get("null").map(String::as_str), Some("0"), "{log}");
 }
 
+#[test]
+fn the_program_leads_a_session_of_its_own_without_a_terminal() {
+    require!();
+    // Field 6 of /proc/PID/stat is the session: the shell (pid 1) leads its own,
+    // and so does an exec probe.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    let script = "read -r _ _ _ _ _ sid _ < /proc/self/stat; echo sid=$sid pid=$$; \
+                  cat /dev/tty < /dev/null; echo tty=$?";
+    let probes = Probes {
+        exec: vec![vec!["/bin/sh".into(), "-c".into(), script.into()]],
+        ..Probes::default()
+    };
+    let out = run(
+        sandbox(&root, &format!("{script}; sleep 30")),
+        &options(&dir.path().join("log"), probes),
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(&out.log).unwrap();
+    let probe = std::fs::read_to_string(dir.path().join("log/exec-0.out")).unwrap();
+    for (who, text) in [("the program", &log), ("the exec probe", &probe)] {
+        let v = values(text);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sid="))
+            .unwrap_or_default();
+        let (sid, pid) = line
+            .split_once(" pid=")
+            .map(|(s, p)| (s.trim_start_matches("sid=").to_string(), p.to_string()))
+            .unwrap_or_default();
+        assert_eq!(sid, pid, "{who} is not a session leader: {text}");
+        assert_ne!(
+            v.get("tty").map(String::as_str),
+            Some("0"),
+            "{who} opened a terminal: {text}"
+        );
+    }
+}
+
 /// Opens a directory without close-on-exec, as a shell that started whittle may hold one.
 struct LeakedDir(i32);
 
