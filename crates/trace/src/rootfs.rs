@@ -223,13 +223,7 @@ impl RootDir {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(err("cannot inspect", shown, e)),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                let sub = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("cannot open", shown, e))?;
+                let sub = open_subdir(dir, name, shown)?;
                 let names = list(&sub).map_err(|e| err("cannot list", shown, e))?;
                 for child in names {
                     let s = shown.join(OsStr::from_bytes(&child));
@@ -284,13 +278,7 @@ impl RootDir {
         if md.is_dir() {
             rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
                 .map_err(|e| err("cannot create", shown, e))?;
-            let sub = rustix::fs::openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| err("cannot open", shown, e))?;
+            let sub = open_subdir(dir, name, shown)?;
             let mut entries: Vec<_> = std::fs::read_dir(src)
                 .map_err(|e| TraceError::io("cannot list", src, e))?
                 .collect::<Result<_, _>>()
@@ -415,6 +403,17 @@ fn remove_in_namespace(path: &Path, ids: &crate::IdMapping) -> Result<(), TraceE
         )));
     }
     Ok(())
+}
+
+/// Opens the directory `name` in `dir` for reading, never through a link.
+fn open_subdir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd, TraceError> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err("cannot open", shown, e))
 }
 
 /// The names in a directory opened for reading.
