@@ -135,6 +135,7 @@ pub fn run(
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(5),
         ready_timeout: Duration::from_secs(1),
+        ready_ports: vec![],
         log_dir: log_dir.to_path_buf(),
     };
     if !quiet {

@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
+            ready_ports: vec![],
             log_dir: logs.path().to_path_buf(),
         };
         let out = run(sandbox, &opts)?;

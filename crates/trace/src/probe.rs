@@ -86,26 +86,33 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Waits until `port` accepts, retrying with a growing pause (no fixed sleep),
-/// while `alive()` holds, at most until `deadline`.
+/// Waits until one of `ports` accepts, retrying with a growing pause (no fixed
+/// sleep), while `alive()` holds, at most until `deadline`. Returns that port.
 pub(crate) fn wait_ready(
     net: &Net,
-    port: u16,
+    ports: &[u16],
     deadline: Instant,
     alive: &dyn Fn() -> bool,
-) -> Result<(), String> {
+) -> Result<u16, String> {
     let mut pause = Duration::from_millis(2);
+    let shown = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     loop {
-        if net.connect(port, Duration::from_millis(500)).is_ok() {
-            return Ok(());
+        for port in ports {
+            if net.connect(*port, Duration::from_millis(500)).is_ok() {
+                return Ok(*port);
+            }
         }
         if !alive() {
             return Err(format!(
-                "the program exited before port {port} accepted connections"
+                "the program exited before port {shown} accepted connections"
             ));
         }
         if Instant::now() >= deadline {
-            return Err(format!("nothing accepted connections on port {port}"));
+            return Err(format!("nothing accepted connections on port {shown}"));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
@@ -302,9 +309,12 @@ mod tests {
             }
         });
         let net = Net::host();
-        wait_ready(&net, port, Instant::now() + Duration::from_secs(5), &|| {
-            true
-        })
+        wait_ready(
+            &net,
+            &[port],
+            Instant::now() + Duration::from_secs(5),
+            &|| true,
+        )
         .unwrap();
         let r = http_get(&net, port, "/");
         assert!(r.ok, "{r:?}");

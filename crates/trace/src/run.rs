@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub stop_timeout: Duration,
     /// How long to wait for a probed port to accept connections.
     pub ready_timeout: Duration,
+    /// Ports whose accepting means the program is ready for exec probes and the
+    /// script (`--ready-port`); empty: the exposed ports.
+    pub ready_ports: Vec<u16>,
     /// Where the program's output and the probes' outputs go.
     pub log_dir: PathBuf,
 }
@@ -327,31 +330,66 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
             None => opts.exposed_ports.clone(),
         };
         for port in ports {
-            results.push(match probe::wait_ready(&net, port, deadline, &is_alive) {
-                Ok(()) => probe::http_get(&net, port, &p.path),
+            results.push(
+                match probe::wait_ready(&net, &[port], deadline, &is_alive) {
+                    Ok(_) => probe::http_get(&net, port, &p.path),
+                    Err(why) => ProbeResult {
+                        name: format!("GET :{port}{}", p.path),
+                        ok: false,
+                        fingerprint: "not ready".into(),
+                        summary: why,
+                    },
+                },
+            );
+        }
+    }
+    for t in &opts.probes.tcp {
+        results.push(
+            match probe::wait_ready(&net, &[t.port], deadline, &is_alive) {
+                Ok(_) => probe::tcp(&net, t.port, t.send.as_deref()),
                 Err(why) => ProbeResult {
-                    name: format!("GET :{port}{}", p.path),
+                    name: format!("TCP :{}", t.port),
                     ok: false,
                     fingerprint: "not ready".into(),
                     summary: why,
                 },
-            });
-        }
-    }
-    for t in &opts.probes.tcp {
-        results.push(match probe::wait_ready(&net, t.port, deadline, &is_alive) {
-            Ok(()) => probe::tcp(&net, t.port, t.send.as_deref()),
-            Err(why) => ProbeResult {
-                name: format!("TCP :{}", t.port),
-                ok: false,
-                fingerprint: "not ready".into(),
-                summary: why,
             },
-        });
+        );
+    }
+    // Exec probes and the script wait for the program too: until one of the ready
+    // ports (or the exposed ones) accepts; with no port to watch, a failing exec
+    // probe is retried until the ready timeout.
+    let ready_ports = if opts.ready_ports.is_empty() {
+        &opts.exposed_ports
+    } else {
+        &opts.ready_ports
+    };
+    let later = !opts.probes.exec.is_empty() || opts.probes.script.is_some();
+    // A probe that got its answer shows the program ready.
+    let mut ready = results.iter().any(|r| r.ok);
+    if later && !ready && !ready_ports.is_empty() {
+        // Not ready in time: the probes run anyway and say what they find.
+        ready = probe::wait_ready(&net, ready_ports, deadline, &is_alive).is_ok();
     }
     drop(net);
     for (i, argv) in opts.probes.exec.iter().enumerate() {
-        let r = exec_probe(&mut run, argv, &opts.log_dir, i);
+        let mut pause = Duration::from_millis(10);
+        let r = loop {
+            let r = exec_probe(&mut run, argv, &opts.log_dir, i);
+            // A command that cannot start will not start later either.
+            let retry = !r.ok
+                && !ready
+                && ready_ports.is_empty()
+                && !r.summary.starts_with("cannot start")
+                && run.alive.load(Ordering::Acquire)
+                && Instant::now() + pause < deadline;
+            if !retry {
+                ready |= r.ok;
+                break r;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        };
         results.push(r);
     }
     if let Some(script) = &opts.probes.script {

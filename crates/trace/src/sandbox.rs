@@ -288,7 +288,11 @@ impl Launch {
             rlimits.push((r.resource, r.soft.min(hard), hard));
         }
         if let Some(n) = p.pids_limit {
-            rlimits.push((libc::RLIMIT_NPROC, n, n));
+            // The tracer ends the run when N processes live; the kernel refuses forks a
+            // little above as the backstop (exited children it still counts until
+            // their parent reaps them, which the tracer does not see).
+            let backstop = n.saturating_add(n / 4).saturating_add(8);
+            rlimits.push((libc::RLIMIT_NPROC, backstop, backstop));
         }
         if let (Some(n), true) = (p.memory_limit, memory_rlimit) {
             rlimits.push((libc::RLIMIT_DATA, n, n));

@@ -337,10 +337,15 @@ fn a_fork_bomb_ends_the_run_with_the_pids_limit() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     busybox_root(&root);
-    let mut s = sandbox(&root, "bomb() { bomb & bomb & wait; }; bomb");
+    let mut s = sandbox(&root, "bomb() { bomb & bomb & sleep 30; }; bomb");
     s.policy.pids_limit = Some(64);
     let started = std::time::Instant::now();
-    let err = run(s, &options(&dir.path().join("log"), Probes::default())).unwrap_err();
+    // Room to grow: the run would last 30 s if the limit did not end it.
+    let probes = Probes {
+        duration: Some(Duration::from_secs(30)),
+        ..Probes::default()
+    };
+    let err = run(s, &options(&dir.path().join("log"), probes)).unwrap_err();
     assert!(matches!(err, TraceError::Limit(_)), "{err}");
     assert!(err.to_string().contains("pids limit (64"), "{err}");
     assert!(

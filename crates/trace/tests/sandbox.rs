@@ -179,3 +179,40 @@ fn a_non_root_user_keeps_its_supplementary_groups() {
     }
     assert_eq!(lines, ["70", "70", "70 101 4242"], "{log}");
 }
+
+#[test]
+fn exec_probes_wait_until_the_program_is_ready() {
+    require!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    busybox_root(&root);
+    // Ready after a second: through its exposed port, or (none exposed) a file it makes.
+    let check_port = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo ping | nc 127.0.0.1 7010".into(),
+    ];
+    let check_file = vec!["/bin/test".into(), "-e".into(), "/tmp/ready".into()];
+    for (script, probe, exposed) in [
+        (
+            "sleep 1; exec nc -ll -p 7010 -e /bin/cat",
+            check_port,
+            vec![7010],
+        ),
+        (
+            "sleep 1; touch /tmp/ready; exec sleep 30",
+            check_file,
+            vec![],
+        ),
+    ] {
+        let probes = Probes {
+            exec: vec![probe],
+            ..Probes::default()
+        };
+        let mut opts = options(&dir.path().join("log"), probes);
+        opts.exposed_ports = exposed;
+        let out = run(sandbox(&root, script), &opts).unwrap();
+        assert!(out.probes[0].ok, "{script}: {:?}", out.probes);
+        let _ = std::fs::remove_file(root.join("tmp/ready"));
+    }
+}

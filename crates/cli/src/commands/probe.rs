@@ -39,6 +39,11 @@ pub struct TraceFlags {
     /// After the stop signal, wait this long before SIGKILL.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub stop_timeout: Duration,
+    /// Exec probes and the probe script start once this port accepts (repeatable; any of
+    /// them); default: the image's exposed ports, or, with none, failing exec probes are
+    /// retried until --ready-timeout.
+    #[arg(long, value_name = "PORT")]
+    pub ready_port: Vec<u16>,
     /// Wait at most this long for a probed port to accept connections.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub ready_timeout: Duration,
@@ -370,6 +375,7 @@ fn run_in(
         stop_signal: rt.stop_signal,
         stop_timeout: flags.stop_timeout,
         ready_timeout: flags.ready_timeout,
+        ready_ports: flags.ready_port.clone(),
         log_dir: scratch.path().join(format!("log-{label}")),
     };
     if !quiet {

@@ -37,7 +37,7 @@ pub fn busybox_root(dir: &Path) {
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "cat", "ls", "sleep", "nc", "echo", "touch", "grep", "mknod", "mount", "unshare",
-        "wc", "pwd", "id", "dmesg", "head", "dd",
+        "wc", "pwd", "id", "dmesg", "head", "dd", "test",
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
@@ -70,6 +70,7 @@ pub fn options(log: &Path, probes: Probes) -> RunOptions {
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(1),
         ready_timeout: Duration::from_secs(10),
+        ready_ports: vec![],
         log_dir: log.to_path_buf(),
     }
 }
