@@ -686,3 +686,133 @@ fn a_probe_script_runs_on_the_host_inside_the_programs_network() {
     let seen = fs::read_to_string(&seen).unwrap();
     assert_eq!(seen, "127.0.0.1:7000 7000\nscripted\n");
 }
+
+/// What a program sees of its environment, in lines that two runtimes can compare.
+const REPORT: &str = r#"#!/bin/sh
+echo "ids uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '
+[ "$(hostname)" = "$(cat /etc/hostname)" ] && echo "hostname matches /etc/hostname"
+for f in /etc/hosts /etc/hostname /etc/resolv.conf; do [ -f "$f" ] && echo "file $f"; done
+grep -E '^(127\.0\.0\.1|::1)[[:space:]]+localhost' /etc/hosts | awk '{print "hosts", $1, $2}'
+grep -c nameserver /etc/resolv.conf | sed 's/^/resolv nameservers /'
+for d in /tmp /run /run/app /dev /dev/shm /dev/pts /dev/mqueue /proc /sys; do
+  stat -c "mode %n %a %u:%g" "$d" 2>/dev/null || echo "mode $d missing"
+done
+cat /run/app/state
+echo "dev $(ls -A /dev | sort | tr '\n' ' ')"
+echo "ulimit nofile $(ulimit -n) stack $(ulimit -s) core $(ulimit -c) nproc $(ulimit -u)"
+echo "cwd $(pwd)"
+env | grep -v -E '^(HOSTNAME|PWD|SHLVL|_)=' | sort | sed 's/^/env /'
+awk '{print "mount", $5}' /proc/self/mountinfo | sort
+(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo "proc/sys writable"
+exit 0
+"#;
+
+/// A report line as compared, `None` for the lines whittle's sandbox is meant to
+/// differ in from `docker run` (docs/SECURITY.md, "Intended differences"): the six /dev
+/// nodes are bind mounts of the host's (a user namespace cannot make nodes), there is no
+/// cgroup filesystem under /sys, the pids limit is an RLIMIT_NPROC, and the kernel's own
+/// /proc, /sys and /dev/mqueue belong to the host's root, which the user namespace
+/// shows as nobody (their modes are compared, not their owners).
+fn compared(line: &str) -> Option<String> {
+    let dev_bind = ["null", "zero", "full", "random", "urandom", "tty"]
+        .iter()
+        .any(|n| line == format!("mount /dev/{n}"));
+    if dev_bind || line.starts_with("mount /sys/fs/cgroup") {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix("ulimit ") {
+        return Some(format!(
+            "ulimit {}",
+            rest.split(" nproc").next().unwrap_or(rest)
+        ));
+    }
+    for kernel_owned in ["mode /proc ", "mode /sys ", "mode /dev/mqueue "] {
+        if line.starts_with(kernel_owned) {
+            return Some(line.rsplit_once(' ').map_or(line, |(l, _)| l).to_string());
+        }
+    }
+    Some(line.to_string())
+}
+
+#[test]
+fn the_sandbox_looks_like_docker_run_to_the_program() {
+    if setup().is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    for d in ["bin", "etc", "tmp", "run/app", "srv"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    // The image's own /run content and modes must stay visible (no tmpfs over it).
+    fs::set_permissions(root.join("run/app"), fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(root.join("run/app/state"), "state of the image\n").unwrap();
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "id", "grep", "hostname", "cat", "stat", "ls", "sort", "tr", "env", "awk", "sed",
+        "pwd",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+    )
+    .unwrap();
+    fs::write(root.join("report.sh"), REPORT).unwrap();
+    let mut cleanup = DockerCleanup::default();
+    for (user, workdir) in [("", "/"), ("app", "/srv")] {
+        let tag = format!("whittle-test/fidelity{user}:latest");
+        fresh(&tag, &mut cleanup);
+        let image = dir.path().join(format!("fidelity{user}.tar"));
+        let copy = run_whittle([
+            "copy".to_string(),
+            format!("dir:{}", root.display()),
+            reference("docker-archive", &image, Some(&tag)),
+            "--entrypoint".into(),
+            r#"["/bin/sh","/report.sh"]"#.into(),
+            "--user".into(),
+            user.into(),
+            "--workdir".into(),
+            workdir.into(),
+            "--env".into(),
+            "GREETING=hello there".into(),
+        ]);
+        assert_eq!(copy.code(), Some(0), "{}", copy.describe());
+        docker_load(&image, &tag);
+        let (ok, docker_says, err) = docker_run_offline(&tag);
+        assert!(ok, "{docker_says}{err}");
+        let logs = dir.path().join(format!("logs{user}"));
+        let out = dir.path().join(format!("out{user}"));
+        let slim = run_whittle([
+            "slim".to_string(),
+            reference("docker-archive", &image, None),
+            format!("oci:{}:x", out.display()),
+            "--trace".into(),
+            "--keep-logs".into(),
+            logs.to_string_lossy().into_owned(),
+        ]);
+        assert_eq!(slim.code(), Some(0), "{}", slim.describe());
+        let whittle_says = fs::read_to_string(logs.join("original-program.log")).unwrap();
+        let keep = |text: &str| -> Vec<String> { text.lines().filter_map(compared).collect() };
+        assert_eq!(
+            keep(&whittle_says),
+            keep(&docker_says),
+            "user {user:?}: the sandbox differs from docker run\n--- whittle:\n{whittle_says}\n--- docker:\n{docker_says}"
+        );
+        // The report itself saw something: guard against two empty outputs.
+        assert!(
+            docker_says.contains("CapBnd: 00000000a80425fb"),
+            "{docker_says}"
+        );
+        assert!(docker_says.contains("state of the image"), "{docker_says}");
+    }
+}

@@ -508,10 +508,6 @@ impl Policy {
                     name: "ptmx",
                     target: "pts/ptmx",
                 },
-                DevLink {
-                    name: "core",
-                    target: "/proc/kcore",
-                },
             ],
             masked_paths: MASKED_PATHS.to_vec(),
             readonly_paths: READONLY_PATHS.to_vec(),

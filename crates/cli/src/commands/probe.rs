@@ -39,6 +39,10 @@ pub struct TraceFlags {
     /// After the stop signal, wait this long before SIGKILL.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub stop_timeout: Duration,
+    /// Keep each run's logs here: LABEL-program.log (its stdout and stderr),
+    /// LABEL-exec-N.out/.err (each exec probe's), LABEL being original or slimmed.
+    #[arg(long, value_name = "DIR")]
+    pub keep_logs: Option<PathBuf>,
     /// Exec probes and the probe script start once this port accepts (repeatable; any of
     /// them); default: the image's exposed ports, or, with none, failing exec probes are
     /// retried until --ready-timeout.
@@ -385,12 +389,31 @@ fn run_in(
             unpack_time.as_secs_f64()
         );
     }
-    let outcome =
-        whittle_trace::run(sandbox, &opts).with_context(|| format!("cannot run {label}"))?;
+    let outcome = whittle_trace::run(sandbox, &opts);
+    if let Some(dir) = &flags.keep_logs {
+        keep_logs(&opts.log_dir, dir, label)?;
+    }
+    let outcome = outcome.with_context(|| format!("cannot run {label}"))?;
     if !quiet {
         describe(label, &outcome);
     }
     Ok(outcome)
+}
+
+/// Copies a run's logs (the program's output, each exec probe's stdout and
+/// stderr) into `dir` as `LABEL-NAME`.
+fn keep_logs(from: &std::path::Path, dir: &std::path::Path, label: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", from.display()))?;
+        let name = entry.file_name();
+        let to = dir.join(format!("{label}-{}", name.to_string_lossy()));
+        std::fs::copy(entry.path(), &to)
+            .with_context(|| format!("cannot write {}", to.display()))?;
+    }
+    Ok(())
 }
 
 /// Prints how a run went.
