@@ -109,7 +109,10 @@ fn command_words(flag: &str, s: &str) -> Result<Vec<String>> {
             format!("--{flag} {s:?} starts with '[' but is not a JSON array of strings")
         })
     } else {
-        let words: Vec<String> = s.split_whitespace().map(String::from).collect();
+        // Words as a shell splits them: `sh -c "nginx -g 'daemon off;'"` is three words.
+        let Some(words) = shlex::split(s) else {
+            bail!("--{flag} {s:?} has an unterminated quote");
+        };
         if words.is_empty() {
             bail!("--{flag} is empty");
         }
@@ -194,5 +197,11 @@ mod tests {
             ["nginx", "-g", "x"]
         );
         assert!(command_words("cmd", "[oops").is_err());
+        // Quotes group words as a shell's do (issue 15: they were split on spaces).
+        assert_eq!(
+            command_words("entrypoint", r#"sh -c "nginx -g 'daemon off;'""#).unwrap(),
+            ["sh", "-c", "nginx -g 'daemon off;'"]
+        );
+        assert!(command_words("cmd", "sh -c \"unterminated").is_err());
     }
 }
