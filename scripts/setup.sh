@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs and starts what whittle's tests and demo use, on a fresh Debian 12 machine:
 # Debian's docker.io (dockerd), skopeo, umoci, debootstrap, busybox-static, musl-tools, g++,
-# docker-registry and htpasswd (registry tests), curl.
+# docker-registry and htpasswd (registry tests), curl, psql (the PostgreSQL test's client),
+# uidmap (newuidmap/newgidmap: the sandbox for ordinary users).
 # Idempotent: installs only what is missing, starts dockerd only if it is not answering.
 set -euo pipefail
 
 need=()
 for pair in docker:docker.io dockerd:docker.io skopeo:skopeo umoci:umoci debootstrap:debootstrap \
-            busybox:busybox-static musl-gcc:musl-tools g++:g++ curl:curl docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl flock:util-linux /usr/bin/time:time; do
+            busybox:busybox-static musl-gcc:musl-tools g++:g++ curl:curl docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl flock:util-linux /usr/bin/time:time \
+            psql:postgresql-client newuidmap:uidmap; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -37,6 +37,7 @@ for bin in $bins; do
   if ! su - "$user" -c "cd /tmp && env CI=1 \
         WHITTLE_FIXTURES='$WHITTLE_FIXTURES' WHITTLE_SLIM_FIXTURES='$WHITTLE_SLIM_FIXTURES' \
         WHITTLE_TRACE_FIXTURES='$WHITTLE_TRACE_FIXTURES' WHITTLE_BUILD_FIXTURES='$WHITTLE_BUILD_FIXTURES' \
+        WHITTLE_APP_FIXTURES='${WHITTLE_APP_FIXTURES:-}' \
         '$bin' --test-threads 2"; then
     status=1
   fi

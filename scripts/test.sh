@@ -27,6 +27,12 @@ export WHITTLE_BUILD_FIXTURES=${WHITTLE_BUILD_FIXTURES:-$PWD/target/fixtures/bui
 echo "test: building the build fixtures in $WHITTLE_BUILD_FIXTURES (cached)" >&2
 flock /tmp/whittle-fixture.lock bash tests/fixtures/build-images.sh "$WHITTLE_BUILD_FIXTURES"
 
+# Real applications on Debian bookworm (PostgreSQL with Debian's cluster, a Python server)
+# for the tests that the sandbox runs programs as docker run does.
+export WHITTLE_APP_FIXTURES=${WHITTLE_APP_FIXTURES:-$PWD/target/fixtures/apps}
+echo "test: building the application fixtures in $WHITTLE_APP_FIXTURES (cached)" >&2
+flock /tmp/whittle-fixture.lock bash tests/fixtures/app-images.sh "$WHITTLE_APP_FIXTURES"
+
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=1

@@ -18,8 +18,8 @@ use common::docker_e2e::{
     docker, docker_ok, reference, serve_and_fetch, sha256_file, skip_or_panic, DockerCleanup,
 };
 use common::slim_e2e::{
-    docker_load, docker_run_offline, read_report, run_whittle, tempdir, trace_fixtures,
-    unpack_single_layer, Run, PAGE,
+    app_fixtures, docker_load, docker_run_offline, read_report, run_whittle, tempdir,
+    trace_fixtures, unpack_single_layer, Run, PAGE,
 };
 
 const MB: u64 = 1_000_000;
@@ -815,4 +815,111 @@ fn the_sandbox_looks_like_docker_run_to_the_program() {
         );
         assert!(docker_says.contains("state of the image"), "{docker_says}");
     }
+}
+
+/// A TCP port free on the host now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn postgresql_with_debians_cluster_slims_and_answers_sql_in_docker() {
+    let (Some(_), Some(apps)) = (setup(), app_fixtures()) else {
+        return;
+    };
+    let dir = tempdir();
+    // A real SQL session over TCP with password authentication, against `localhost`
+    // resolved through /etc/hosts (the sandbox must provide one, as Docker does).
+    let script = dir.path().join("sql.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nPGPASSWORD=secret exec psql -h localhost -p \"${PGPORT:-5432}\" -U postgres \\\n  -d postgres -tAc 'select 41+1'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let tag = "whittle-test/postgres-slim:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    let out = dir.path().join("postgres-slim.tar");
+    let run = slim(
+        &reference("docker-archive", &apps.join("postgres.tar"), None),
+        &out,
+        tag,
+        &["--probe-script", script.to_str().unwrap()],
+    );
+    assert!(
+        run.stderr().contains("probe script") && run.stderr().contains("(ok)"),
+        "{}",
+        run.describe()
+    );
+    docker_load(&out, tag);
+    // The output on the host's network, on a port of its own, answers the same session.
+    let port = free_port().to_string();
+    let cid = docker_ok([
+        "run",
+        "-d",
+        "--network",
+        "host",
+        tag,
+        "/usr/lib/postgresql/15/bin/postgres",
+        "-D",
+        "/var/lib/postgresql/15/main",
+        "-c",
+        "config_file=/etc/postgresql/15/main/postgresql.conf",
+        "-c",
+        &format!("port={port}"),
+    ]);
+    cleanup.containers.push(cid.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let out = std::process::Command::new(&script)
+            .env("PGPORT", &port)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logs = docker(["logs", &cid]);
+    assert_eq!(
+        answer,
+        "42",
+        "the slimmed PostgreSQL does not answer: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+}
+
+#[test]
+fn a_python_server_as_pid_1_is_stopped_without_the_stop_timeout() {
+    let (Some(_), Some(apps)) = (setup(), app_fixtures()) else {
+        return;
+    };
+    let dir = tempdir();
+    let out = dir.path().join("python-slim.tar");
+    let started = Instant::now();
+    let run = slim(
+        &reference("docker-archive", &apps.join("python.tar"), None),
+        &out,
+        "whittle-test/python-slim:latest",
+        &["--http-probe", "8000/", "--stop-timeout", "60"],
+    );
+    // Python installs no SIGTERM handler; as pid 1 it ignores the signal. The log says
+    // whittle saw that and did not wait the 60 s.
+    assert!(
+        run.stderr().contains("has no handler for the stop signal"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
 }

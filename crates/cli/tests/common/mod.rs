@@ -996,6 +996,33 @@ pub mod slim_e2e {
         }
     }
 
+    /// Real applications on Debian bookworm from tests/fixtures/app-images.sh
+    /// ($WHITTLE_APP_FIXTURES): postgres.tar (Debian's cluster), python.tar
+    /// (http.server as pid 1). `None`: skip (already reported; a failure when `CI` is set).
+    pub fn app_fixtures() -> Option<&'static Path> {
+        if !super::docker_e2e::require_tools(&["docker", "psql"]) {
+            return None;
+        }
+        let nginx = fixture()?;
+        static APPS: OnceLock<Result<PathBuf, SlimFixtureError>> = OnceLock::new();
+        let built = APPS.get_or_init(|| {
+            build_script_fixture(
+                fixture_dir("WHITTLE_APP_FIXTURES", "apps"),
+                "app-images.sh",
+                &["debootstrap"],
+                nginx,
+            )
+        });
+        match built {
+            Ok(dir) => Some(dir.as_path()),
+            Err(SlimFixtureError::Unavailable(reason)) => {
+                skip_or_panic(reason);
+                None
+            }
+            Err(SlimFixtureError::Failed(msg)) => panic!("app fixtures: {msg}"),
+        }
+    }
+
     /// The nginx and slim fixtures, built at most once per process, and a working
     /// docker. `None`: skip the test (already reported; a failure when `CI` is set).
     pub fn fixtures() -> Option<Fixtures> {
