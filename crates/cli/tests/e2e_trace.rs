@@ -923,3 +923,31 @@ fn a_python_server_as_pid_1_is_stopped_without_the_stop_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn redis_with_an_exec_probe_passes_every_cold_run() {
+    let (Some(_), Some(apps)) = (setup(), app_fixtures()) else {
+        return;
+    };
+    let dir = tempdir();
+    let src = reference("docker-archive", &apps.join("redis.tar"), None);
+    // `redis-cli ping` must not race the server: exec probes wait for the exposed port.
+    for i in 0..10 {
+        let out = dir.path().join(format!("redis-{i}"));
+        let r = run_whittle([
+            "slim".to_string(),
+            src.clone(),
+            format!("oci:{}:x", out.display()),
+            "--exec-probe".into(),
+            "redis-cli ping".into(),
+        ]);
+        assert_eq!(r.code(), Some(0), "cold run {i}: {}", r.describe());
+        assert!(
+            r.stderr()
+                .contains("probe exec redis-cli ping: exit code 0"),
+            "cold run {i}: {}",
+            r.describe()
+        );
+        fs::remove_dir_all(&out).unwrap();
+    }
+}
