@@ -236,3 +236,14 @@ fn lift_image_error(e: Error) -> Error {
         other => other,
     }
 }
+
+/// The mode of a file whittle writes as output: 0644 as the umask filters it (as
+/// skopeo and tar write), not the 0600 of a temporary file renamed into place.
+pub(crate) fn output_file_mode() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o644)
+}
+
+/// The mode of a directory whittle writes as output (an OCI layout): 0755 as the umask filters it.
+pub(crate) fn output_dir_mode() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o755)
+}

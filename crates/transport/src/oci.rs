@@ -94,6 +94,7 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
         .prefix(&whittle_image::temp_prefix())
+        .permissions(crate::output_file_mode())
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot create a temporary file in", dir, e))?;
     temp.write_all(bytes)
@@ -116,6 +117,7 @@ fn write_blob(blobs: &Path, blob: &Blob<'_>, limits: &Limits) -> Result<()> {
     }
     let temp = tempfile::Builder::new()
         .prefix(&whittle_image::temp_prefix())
+        .permissions(crate::output_file_mode())
         .tempfile_in(blobs)
         .map_err(|e| Error::io("cannot create a temporary file in", blobs, e))?;
     let (file, temp_path) = temp.into_parts();
@@ -244,6 +246,7 @@ fn write_blobs(
     }
     let staging = tempfile::Builder::new()
         .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
+        .permissions(crate::output_dir_mode())
         .tempdir_in(parent)
         .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
     let digest = write_into(staging.path(), tag, top, blobs, limits)?;

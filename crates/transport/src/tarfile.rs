@@ -232,6 +232,7 @@ impl ArchiveWriter {
         let temp = tempfile::Builder::new()
             .prefix(&whittle_image::temp_prefix())
             .suffix(".tar.tmp")
+            .permissions(crate::output_file_mode())
             .tempfile_in(parent)
             .map_err(|e| Error::io("cannot create a temporary file in", parent, e))?;
         let (file, temp) = temp.into_parts();

@@ -1,0 +1,78 @@
+//! Regression (issue 15): written files and directories get 0644/0755 filtered by the
+//! umask, as skopeo and tar write them — not 0600 whatever the umask.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `whittle ARGS` under `umask`.
+fn whittle_with_umask(umask: &str, args: &[&str]) {
+    let mut script = format!("umask {umask}; exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${i}\""));
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_whittle"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "whittle {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every path under `dir` (and `dir` itself) with its permission bits.
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut out = vec![(
+        ".".to_string(),
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    )];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let md = e.metadata().unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, md.permissions().mode() & 0o777));
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn outputs_follow_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/hello"), "hi\n").unwrap();
+    let src = format!("dir:{}", rootfs.display());
+    for (umask, file, dir) in [("022", 0o644, 0o755), ("077", 0o600, 0o700)] {
+        let layout = tmp.path().join(format!("layout-{umask}"));
+        whittle_with_umask(
+            umask,
+            &["copy", &src, &format!("oci:{}:x", layout.display())],
+        );
+        for (path, mode) in modes(&layout) {
+            let is_dir = layout.join(&path).is_dir();
+            let want = if is_dir { dir } else { file };
+            assert_eq!(mode, want, "umask {umask}: {path} is {mode:o}");
+        }
+        let archive = tmp.path().join(format!("archive-{umask}.tar"));
+        whittle_with_umask(
+            umask,
+            &[
+                "copy",
+                &src,
+                &format!("docker-archive:{}", archive.display()),
+            ],
+        );
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, file, "umask {umask}: the archive is {mode:o}");
+    }
+}
