@@ -34,6 +34,8 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Like coreutils killed by SIGPIPE: no message, status 128 + 13.
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::from(141),
         Err(err) => {
             output::print_error(&err);
             ExitCode::from(1)

@@ -101,3 +101,20 @@ impl whittle_image::progress::Reporter for Progress {
         }
     }
 }
+
+/// Writes `text` to stdout. A reader that went away (`whittle inspect --json | head -1`)
+/// surfaces as a broken-pipe error, which `main` ends quietly (see [`is_broken_pipe`]).
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether an error is stdout's reader having gone away: not worth a message.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -76,3 +76,30 @@ fn outputs_follow_the_umask() {
         assert_eq!(mode, file, "umask {umask}: the archive is {mode:o}");
     }
 }
+
+/// Regression (issue 15): `whittle inspect --json IMAGE | head -1` panicked on the
+/// closed pipe (exit 101). Now it ends quietly like coreutils: status 141, no message.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/hello"), "hi\n").unwrap();
+    for args in [vec!["inspect", "--json"], vec!["inspect"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .args(&args)
+            .arg(format!("dir:{}", rootfs.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before whittle writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}

@@ -49,7 +49,7 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
                 eprintln!("{} platforms:", multi.images.len());
                 super::say_written(&dst, &digest);
             }
-            println!("{digest}");
+            crate::output::print(&format!("{digest}\n"))?;
             return Ok(());
         }
         // A single image: --all copies just it, as skopeo does.

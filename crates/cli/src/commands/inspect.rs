@@ -1,5 +1,7 @@
 //! `whittle inspect IMAGE`.
 
+use std::fmt::Write as _;
+
 use anyhow::{Context, Result};
 use clap::Args;
 use whittle_image::inspect::{inspect, Inspection};
@@ -34,9 +36,9 @@ pub fn run(a: InspectArgs, global: &Global) -> Result<()> {
         if let Some(map) = v.as_object_mut() {
             map.insert("reference".into(), serde_json::Value::String(r.to_string()));
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
-        print_table(&r.to_string(), &report);
+        crate::output::print(&table(&r.to_string(), &report))?;
     }
     Ok(())
 }
@@ -45,18 +47,21 @@ fn short(d: &str) -> &str {
     &d[..d.len().min(19)]
 }
 
-fn print_table(name: &str, r: &Inspection) {
-    println!("Image     {name}");
-    println!("Platform  {}/{}", r.os, r.architecture);
-    println!("Manifest  {}", r.manifest_digest);
-    println!("Config    {}", r.config_digest);
-    println!();
-    println!(
+fn table(name: &str, r: &Inspection) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Image     {name}");
+    let _ = writeln!(o, "Platform  {}/{}", r.os, r.architecture);
+    let _ = writeln!(o, "Manifest  {}", r.manifest_digest);
+    let _ = writeln!(o, "Config    {}", r.config_digest);
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
         "{:>3}  {:<19}  {:>11}  {:>12}  {:>8}  {:>7}  {:>7}  {:>7}",
         "#", "layer", "compressed", "uncompressed", "entries", "added", "changed", "deleted"
     );
     for l in &r.layers {
-        println!(
+        let _ = writeln!(
+            o,
             "{:>3}  {:<19}  {:>11}  {:>12}  {:>8}  {:>7}  {:>7}  {:>7}",
             l.index,
             short(&l.digest),
@@ -68,25 +73,34 @@ fn print_table(name: &str, r: &Inspection) {
             l.stats.deleted
         );
     }
-    println!(
+    let _ = writeln!(
+        o,
         "total     {} compressed, {} uncompressed, {} files",
         human(r.total_compressed_size),
         human(r.total_uncompressed_size),
         r.files
     );
-    println!(
+    let _ = writeln!(
+        o,
         "wasted    {} (overwritten or deleted by later layers)",
         human(r.wasted_bytes)
     );
-    println!("efficiency {:.1}%", r.efficiency * 100.0);
-    println!();
-    println!("Largest files");
+    let _ = writeln!(o, "efficiency {:.1}%", r.efficiency * 100.0);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Largest files");
     for f in &r.largest_files {
-        println!("  {:>10}  {}  (layer {})", human(f.size), f.path, f.layer);
+        let _ = writeln!(
+            o,
+            "  {:>10}  {}  (layer {})",
+            human(f.size),
+            f.path,
+            f.layer
+        );
     }
     let count = |k: &str| r.elf.iter().filter(|e| e.linkage == k).count();
-    println!();
-    println!(
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
         "ELF       {} files: {} dynamic, {} static, {} shared objects",
         r.elf.len(),
         count("dynamic"),
@@ -106,16 +120,18 @@ fn print_table(name: &str, r: &Inspection) {
     interps.sort();
     interps.dedup();
     for (i, present) in interps {
-        println!(
+        let _ = writeln!(
+            o,
             "  interpreter {i}: {}",
             if present { "present" } else { "MISSING" }
         );
     }
     if !r.warnings.is_empty() {
-        println!();
-        println!("Warnings");
+        let _ = writeln!(o);
+        let _ = writeln!(o, "Warnings");
         for w in &r.warnings {
-            println!("  {w}");
+            let _ = writeln!(o, "  {w}");
         }
     }
+    o
 }

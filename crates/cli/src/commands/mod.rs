@@ -135,7 +135,7 @@ pub fn write_output(
     if !global.quiet {
         say_written(dst, &digest);
     }
-    println!("{digest}");
+    crate::output::print(&format!("{digest}\n"))?;
     Ok(digest)
 }
 

@@ -39,12 +39,12 @@ pub fn run(a: WhyArgs, global: &Global) -> Result<()> {
     let Some(kept) = report.find(&path) else {
         bail!("{path} is not in {r}: slim did not keep it");
     };
-    let mut steps = kept.chain.iter();
-    if let Some(first) = steps.next() {
-        println!("{first}");
+    let mut text = String::new();
+    for (i, step) in kept.chain.iter().enumerate() {
+        text.push_str(if i == 0 { "" } else { "  <- " });
+        text.push_str(step);
+        text.push('\n');
     }
-    for step in steps {
-        println!("  <- {step}");
-    }
+    crate::output::print(&text)?;
     Ok(())
 }
