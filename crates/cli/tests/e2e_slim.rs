@@ -1293,3 +1293,26 @@ fn layering_packages_shares_the_bottom_layer() {
     }
     assert_eq!(bottoms[0], bottoms[1], "the bottom layers differ");
 }
+
+/// Regression (issue 15): `--exclude` of the entrypoint, or of a library it links,
+/// wrote an image that dies at start, with exit 0.
+#[test]
+fn excluding_what_the_program_needs_to_start_is_an_error() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempdir();
+    let (dir, out) = out_dir(tmp.path());
+    for (pattern, named) in [
+        ("/usr/sbin/nginx", "/usr/sbin/nginx"),
+        ("/usr/lib/x86_64-linux-gnu/libssl*", "libssl.so.3"),
+    ] {
+        let run = run_whittle([
+            "slim".to_string(),
+            nginx_src(&fx),
+            reference("docker-archive", &out, Some("whittle-e2e/slim:nope")),
+            "--exclude".into(),
+            pattern.into(),
+        ]);
+        assert_error_writes_nothing(&run, named, &dir);
+        assert!(run.stderr().contains("cannot start"), "{}", run.describe());
+    }
+}

@@ -52,6 +52,14 @@ pub enum SlimError {
         /// The parser's complaint.
         why: String,
     },
+    /// An `--exclude` drops what the program needs to start.
+    #[error("--exclude drops {path}, without which the program cannot start:\n  {chain}\n(give --include or a narrower --exclude)")]
+    ExcludesNeeded {
+        /// The path.
+        path: String,
+        /// Why it is needed, step by step.
+        chain: String,
+    },
     /// The source does not sit on the base (`extract`).
     #[error("{0}")]
     NotOnBase(String),
@@ -237,6 +245,24 @@ pub fn plan(
             .map(|(p, _)| p.clone())
             .filter(|p| excluded(&excludes, p))
             .collect();
+        // The program cannot start without these: refuse rather than write an image that dies.
+        if let Some(p) = dropped.iter().find(|p| {
+            keep.iter().any(|(k, r)| {
+                k == *p
+                    && matches!(
+                        r,
+                        Reason::Entrypoint
+                            | Reason::InterpreterOf(_)
+                            | Reason::PtInterpOf(_)
+                            | Reason::NeededBy(_)
+                    )
+            })
+        }) {
+            return Err(SlimError::ExcludesNeeded {
+                path: p.clone(),
+                chain: keep.chain(p).join("\n  <- "),
+            });
+        }
         for p in dropped {
             keep.remove(&p);
         }
