@@ -433,6 +433,16 @@ fn why_explains_kept_paths_and_refuses_others() {
         run.describe()
     );
 
+    // Regression (issue 15): the path as `ldd` prints it, through /lib -> usr/lib.
+    let run = run_whittle(["why", image.as_str(), "/lib/x86_64-linux-gnu/libc.so.6"]).ok();
+    assert!(
+        run.stdout()
+            .contains("is /usr/lib/x86_64-linux-gnu/libc.so.6 in this image")
+            && run.stdout().contains("DT_NEEDED of"),
+        "{}",
+        run.describe()
+    );
+
     // For a library, why prints the report's chain, one step per line.
     let (lib, lib_kept) = kept
         .iter()

@@ -36,10 +36,35 @@ pub fn run(a: WhyArgs, global: &Global) -> Result<()> {
     };
     let report = Report::from_label(label)?;
     let path = whittle_elf::root::normalize("/", &a.path);
-    let Some(kept) = report.find(&path) else {
-        bail!("{path} is not in {r}: slim did not keep it");
-    };
     let mut text = String::new();
+    let kept = match report.find(&path) {
+        Some(kept) => kept,
+        None => {
+            // The path as a program would name it (`/lib/...` through `/lib -> usr/lib`):
+            // resolved inside the image, and explained as what it resolves to.
+            let scratch = whittle_image::Scratch::new_in(&std::env::temp_dir())?;
+            let flat = whittle_image::mutate::Flat::read(
+                &image,
+                &scratch,
+                &global.limits(),
+                whittle_image::entries::ReadOptions::default(),
+            )
+            .with_context(|| format!("cannot read {r}"))?;
+            let root = whittle_slim::ImageRoot::new(&flat);
+            let resolved = whittle_elf::root::resolve(&root, &path).ok();
+            let Some((resolved, kept)) =
+                resolved.and_then(|res| report.find(&res.path).map(|k| (res, k)))
+            else {
+                bail!("{path} is not in {r}: slim did not keep it");
+            };
+            text.push_str(&format!(
+                "{path} is {} in this image (through {})\n",
+                resolved.path,
+                resolved.links.join(", ")
+            ));
+            kept
+        }
+    };
     for (i, step) in kept.chain.iter().enumerate() {
         text.push_str(if i == 0 { "" } else { "  <- " });
         text.push_str(step);
