@@ -42,7 +42,7 @@ pub fn diff_ids(bytes: &[u8]) -> Result<Vec<Digest>> {
 /// Changes to an image's run configuration, as given on the command line.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigOverrides {
-    /// Replaces `Entrypoint`.
+    /// Replaces `Entrypoint` (and, without [`ConfigOverrides::cmd`], removes `Cmd`).
     pub entrypoint: Option<Vec<String>>,
     /// Replaces `Cmd`.
     pub cmd: Option<Vec<String>>,
@@ -79,6 +79,11 @@ impl ConfigOverrides {
     fn apply(&self, run: &mut Map<String, Value>) {
         if let Some(ep) = &self.entrypoint {
             run.insert("Entrypoint".into(), json!(ep));
+            // A new entrypoint resets the image's Cmd, as ENTRYPOINT in a Dockerfile and
+            // `docker run --entrypoint` do: the old Cmd was arguments for the old program.
+            if self.cmd.is_none() {
+                run.remove("Cmd");
+            }
         }
         if let Some(cmd) = &self.cmd {
             run.insert("Cmd".into(), json!(cmd));
@@ -273,6 +278,42 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with(r#"{"zeta":1,"config":{"Healthcheck":{"Test":["x"]},"Env":["B=2","A=3"],"ExposedPorts":{"80/tcp":{}}}"#), "{s}");
         assert!(s.ends_with(r#""alpha":2}"#), "{s}");
+    }
+
+    /// Regression (issue 15): `extract --entrypoint /usr/bin/tool` kept the container's
+    /// `Cmd` (`sh -c 'apt-get install ...'`), so the image ran `tool sh -c ...`.
+    #[test]
+    fn a_new_entrypoint_resets_cmd_unless_cmd_is_given() {
+        let cfg = br#"{"config":{"Cmd":["sh","-c","apt-get install ./tool.deb"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let run = |o: ConfigOverrides| -> serde_json::Value {
+            let out = edit(
+                cfg,
+                &ConfigEdit {
+                    overrides: Some(&o),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()["config"].clone()
+        };
+        let c = run(ConfigOverrides {
+            entrypoint: Some(vec!["/usr/bin/tool".into()]),
+            ..Default::default()
+        });
+        assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/bin/tool"]));
+        assert!(c.get("Cmd").is_none(), "{c}");
+        let c = run(ConfigOverrides {
+            entrypoint: Some(vec!["/usr/bin/tool".into()]),
+            cmd: Some(vec!["--help".into()]),
+            ..Default::default()
+        });
+        assert_eq!(c["Cmd"], serde_json::json!(["--help"]));
+        // Only --cmd: the entrypoint stays, Cmd is replaced.
+        let c = run(ConfigOverrides {
+            cmd: Some(vec!["x".into()]),
+            ..Default::default()
+        });
+        assert_eq!(c["Cmd"], serde_json::json!(["x"]));
     }
 
     #[test]
