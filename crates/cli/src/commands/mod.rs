@@ -76,8 +76,33 @@ pub fn open_source(
     dir_compression: Compression,
     global: &Global,
 ) -> Result<Image> {
-    whittle_transport::open(src, &open_options(config, dir_compression, global)?)
-        .with_context(|| format!("cannot read {src}"))
+    let image = whittle_transport::open(src, &open_options(config, dir_compression, global)?)
+        .with_context(|| format!("cannot read {src}"))?;
+    check_platform(src, &image, global)?;
+    Ok(image)
+}
+
+/// An explicit `--platform` that a single-platform image does not match is an
+/// error naming what the image is (an index already refuses to pick nothing).
+fn check_platform(src: &ImageRef, image: &Image, global: &Global) -> Result<()> {
+    let Some(wanted) = &global.platform else {
+        return Ok(());
+    };
+    let config: serde_json::Value = serde_json::from_slice(&image.config.bytes)
+        .with_context(|| format!("the config of {src} is not JSON"))?;
+    let field = |k: &str| config[k].as_str().map(String::from);
+    let (Some(os), Some(architecture)) = (field("os"), field("architecture")) else {
+        return Ok(());
+    };
+    let have = whittle_image::manifest::Platform {
+        os,
+        architecture,
+        variant: field("variant"),
+    };
+    if !wanted.matches(&have) {
+        anyhow::bail!("--platform {wanted} matches nothing in {src}: it is {have} only");
+    }
+    Ok(())
 }
 
 /// Opens a source image and the number of its layers that are an implied base.
@@ -86,8 +111,11 @@ pub fn open_source_with_base(
     config: &ConfigFlags,
     global: &Global,
 ) -> Result<(Image, Option<usize>)> {
-    whittle_transport::open_with_base(src, &open_options(config, Compression::Gzip, global)?)
-        .with_context(|| format!("cannot read {src}"))
+    let (image, base) =
+        whittle_transport::open_with_base(src, &open_options(config, Compression::Gzip, global)?)
+            .with_context(|| format!("cannot read {src}"))?;
+    check_platform(src, &image, global)?;
+    Ok((image, base))
 }
 
 pub fn open_options(

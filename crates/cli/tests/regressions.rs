@@ -1,5 +1,5 @@
-//! Regression (issue 15): written files and directories get 0644/0755 filtered by the
-//! umask, as skopeo and tar write them — not 0600 whatever the umask.
+//! Regressions of issue 15 (CLI correctness) that need no daemon: each test names the
+//! behaviour it pins.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -45,6 +45,8 @@ fn modes(dir: &Path) -> Vec<(String, u32)> {
     out
 }
 
+/// Written files and directories get 0644/0755 filtered by the umask, as skopeo and tar
+/// write them — not 0600 whatever the umask.
 #[test]
 fn outputs_follow_the_umask() {
     let tmp = tempfile::tempdir().unwrap();
@@ -102,4 +104,33 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
         assert!(!stderr.contains("error"), "{args:?}: {stderr}");
     }
+}
+
+/// `--platform linux/arm64` on an amd64-only image copied amd64 silently.
+#[test]
+fn a_platform_that_matches_nothing_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    // A dir: source is an image of this machine's platform.
+    let (here, other) = if cfg!(target_arch = "x86_64") {
+        ("linux/amd64", "linux/arm64")
+    } else {
+        ("linux/arm64", "linux/amd64")
+    };
+    let out = tmp.path().join("layout");
+    let run = |platform: &str| {
+        Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .args(["--platform", platform, "copy"])
+            .arg(format!("dir:{}", rootfs.display()))
+            .arg(format!("oci:{}:x", out.display()))
+            .output()
+            .unwrap()
+    };
+    let refused = run(other);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("it is {here} only")), "{stderr}");
+    assert!(!out.exists(), "an output was written");
+    assert!(run(here).status.success());
 }
