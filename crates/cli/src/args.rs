@@ -20,6 +20,9 @@ pub struct Global {
     /// The Docker client config file to take registry credentials from.
     #[arg(long, global = true, value_name = "FILE")]
     pub authfile: Option<std::path::PathBuf>,
+    /// Replace an existing file at an archive destination even when it is not an image archive.
+    #[arg(long, global = true)]
+    pub force: bool,
     /// The platform to take from a multi-platform image (default: this machine's).
     #[arg(long, global = true, value_name = "OS/ARCH[/VARIANT]", value_parser = whittle_image::Platform::parse)]
     pub platform: Option<whittle_image::Platform>,

@@ -134,3 +134,31 @@ fn a_platform_that_matches_nothing_is_an_error() {
     assert!(!out.exists(), "an output was written");
     assert!(run(here).status.success());
 }
+
+/// `whittle copy IMG docker-archive:notes.txt` replaced an unrelated existing file.
+#[test]
+fn an_existing_file_that_is_not_an_image_archive_is_not_clobbered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    let src = format!("dir:{}", rootfs.display());
+    let whittle = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for transport in ["docker-archive", "oci-archive"] {
+        let notes = tmp.path().join(format!("notes-{transport}.txt"));
+        std::fs::write(&notes, "my notes\n").unwrap();
+        let dst = format!("{transport}:{}", notes.display());
+        let refused = whittle(&["copy", &src, &dst]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not an image archive"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+        // An image archive is replaced (as docker save does); --force replaces anything.
+        assert!(whittle(&["--force", "copy", &src, &dst]).status.success());
+        assert!(whittle(&["copy", &src, &dst]).status.success());
+    }
+}

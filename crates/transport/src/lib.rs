@@ -56,6 +56,37 @@ pub struct WriteOptions {
     pub limits: Limits,
     /// Credentials and TLS for `docker://` sinks.
     pub registry: registry::RegistryOptions,
+    /// Replace an existing file at an archive destination even when it is not an
+    /// image archive (without it, such a file is refused rather than clobbered).
+    pub force: bool,
+}
+
+/// Refuses to replace a file that is not an image archive (a `docker save` or OCI
+/// layout tar): `whittle copy IMG docker-archive:notes.txt` must not eat notes.txt.
+fn check_clobber(file: &Path, force: bool) -> Result<()> {
+    let Ok(md) = std::fs::symlink_metadata(file) else {
+        return Ok(());
+    };
+    if force {
+        return Ok(());
+    }
+    if !md.is_file() {
+        return Err(Error::invalid(
+            file.display(),
+            "exists and is not a regular file; remove it or give --force",
+        ));
+    }
+    let is_image_archive = tarfile::TarIndex::open(file).is_ok_and(|index| {
+        index.region("manifest.json").is_some()
+            || (index.region("oci-layout").is_some() && index.region("index.json").is_some())
+    });
+    if is_image_archive {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        file.display(),
+        "exists and is not an image archive; whittle will not replace it (remove it or give --force)",
+    ))
 }
 
 /// Opens the image `r` names.
@@ -107,9 +138,11 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
     match r {
         ImageRef::Oci { dir, tag } => oci::write(dir, tag.as_deref(), image, &opts.limits),
         ImageRef::OciArchive { file, tag } => {
+            check_clobber(file, opts.force)?;
             oci_archive::write(file, tag.as_deref(), image, mtime, &opts.limits)
         }
         ImageRef::DockerArchive { file, reference } => {
+            check_clobber(file, opts.force)?;
             docker_archive::write(file, reference.as_deref(), image, mtime, &opts.limits)
         }
         ImageRef::Docker(reg) => registry::write(reg, image, &opts.registry, &opts.limits),
@@ -133,6 +166,7 @@ pub fn write_all(r: &ImageRef, multi: &multi::MultiImage, opts: &WriteOptions) -
     match r {
         ImageRef::Oci { dir, tag } => oci::write_all(dir, tag.as_deref(), multi, &opts.limits),
         ImageRef::OciArchive { file, tag } => {
+            check_clobber(file, opts.force)?;
             oci_archive::write_all(file, tag.as_deref(), multi, mtime, &opts.limits)
         }
         ImageRef::Docker(reg) => registry::write_all(reg, multi, &opts.registry, &opts.limits),

@@ -42,6 +42,7 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
                 registry: global.registry()?,
                 source_date_epoch: crate::args::source_date_epoch()?,
                 limits: global.limits(),
+                force: global.force,
             };
             let digest = whittle_transport::write_all(&dst, &multi, &write)
                 .with_context(|| format!("cannot write {dst}"))?;

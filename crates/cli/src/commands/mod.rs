@@ -157,6 +157,7 @@ pub fn write_output(
         registry: global.registry()?,
         source_date_epoch: args::source_date_epoch()?,
         limits: global.limits(),
+        force: global.force,
     };
     let digest = whittle_transport::write(dst, image, &opts)
         .with_context(|| format!("cannot write {dst}"))?;
