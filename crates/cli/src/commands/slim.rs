@@ -209,7 +209,19 @@ pub(super) fn write_slimmed(
     }
     write_output(dst, &out, global)?;
     if !global.quiet {
-        print_summary(&report, &view);
+        let command = match mode {
+            Mode::Slim => "slim",
+            Mode::Extract { .. } => "extract",
+        };
+        print_summary(command, &report, &view);
+        if original_run.is_none() {
+            // Static analysis cannot see configuration and data files a program opens.
+            eprintln!(
+                "{command}: made without running the program: files it opens that no linker \
+                 shows (its configuration, data) are missing unless --include names them; \
+                 run it with --http-probe/--exec-probe (or --trace) and check with --verify"
+            );
+        }
     }
     Ok(())
 }
@@ -244,13 +256,18 @@ fn say_platform(src: &ImageRef, config_flags: &ConfigFlags, global: &Global) {
     }
 }
 
-fn print_summary(report: &whittle_slim::Report, view: &whittle_image::flatten::FlatView) {
+fn print_summary(
+    command: &str,
+    report: &whittle_slim::Report,
+    view: &whittle_image::flatten::FlatView,
+) {
     use crate::output::human as human_size;
+    let files = |n: u64| format!("{n} file{}", if n == 1 { "" } else { "s" });
     eprintln!(
-        "slim: {} -> {}; {} files kept, {} removed",
+        "{command}: {} -> {}; {} kept, {} removed",
         human_size(report.before.bytes),
         human_size(report.after.bytes),
-        report.after.files,
+        files(report.after.files),
         report.before.files.saturating_sub(report.after.files)
     );
     let mut largest: Vec<(&String, u64)> = view
