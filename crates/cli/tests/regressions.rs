@@ -162,3 +162,39 @@ fn an_existing_file_that_is_not_an_image_archive_is_not_clobbered() {
         assert!(whittle(&["copy", &src, &dst]).status.success());
     }
 }
+
+/// A truncated `docker save` archive read as "not a docker save archive (it has no
+/// manifest.json)"; it says it was truncated now.
+#[test]
+fn a_truncated_archive_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let noise: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(rootfs.join("data"), &noise).unwrap();
+    let archive = tmp.path().join("image.tar");
+    let ok = Command::new(env!("CARGO_BIN_EXE_whittle"))
+        .arg("copy")
+        .arg(format!("dir:{}", rootfs.display()))
+        .arg(format!("docker-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bytes = std::fs::read(&archive).unwrap();
+    let cut = tmp.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", cut.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("truncated"), "{stderr}");
+}

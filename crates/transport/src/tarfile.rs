@@ -82,6 +82,24 @@ impl TarIndex {
         if members.is_empty() {
             return Err(Error::invalid(path.display(), "the archive holds no files"));
         }
+        // A cut-off archive reads as a shorter one (the reader seeks past its end):
+        // a member whose data runs beyond the file says it was truncated.
+        let size = std::fs::metadata(path)
+            .map_err(|e| Error::io("cannot read", path, e))?
+            .len();
+        if let Some((name, end)) = members
+            .iter()
+            .map(|(n, r)| (n, r.offset.saturating_add(r.len)))
+            .filter(|(_, end)| *end > size)
+            .max_by_key(|(_, end)| *end)
+        {
+            return Err(Error::invalid(
+                path.display(),
+                format!(
+                    "the archive is truncated: member {name} ends at byte {end}, but the file has {size} bytes"
+                ),
+            ));
+        }
         Ok(TarIndex {
             path: path.to_path_buf(),
             members,
