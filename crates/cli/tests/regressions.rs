@@ -198,3 +198,51 @@ fn a_truncated_archive_says_so() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("truncated"), "{stderr}");
 }
+
+/// Writing untagged into an OCI layout that holds an image added a second untagged
+/// image, and `oci:DIR` then asked for a tag that could not be given.
+#[test]
+fn untagged_writes_to_an_oci_layout_never_dead_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let whittle = |args: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut digests = Vec::new();
+    for (i, tag) in ["", "", ":named", ""].iter().enumerate() {
+        let rootfs = tmp.path().join(format!("rootfs{i}"));
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::write(rootfs.join("n"), format!("{i}")).unwrap();
+        let digest = whittle(&[
+            "copy".into(),
+            format!("dir:{}", rootfs.display()),
+            format!("oci:{}{tag}", layout.display()),
+        ]);
+        digests.push(digest);
+        // Reading the layout without a tag gives the last untagged image.
+        let last_untagged = if tag.is_empty() {
+            digests.last().cloned()
+        } else {
+            digests.get(i - 1).cloned()
+        };
+        let copy = tmp.path().join(format!("copy{i}"));
+        let read = whittle(&[
+            "copy".into(),
+            format!("oci:{}", layout.display()),
+            format!("oci:{}", copy.display()),
+        ]);
+        assert_eq!(Some(read), last_untagged, "after write {i}");
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}

@@ -57,17 +57,26 @@ pub fn choose(index_json: &[u8], tag: Option<&str>, location: &str) -> Result<De
                 wanted: t.into(),
                 available: tags(&index),
             })?,
-        None => match index.manifests.as_slice() {
-            [one] => one,
-            [] => return Err(Error::invalid(location, "index.json lists no images")),
-            many => {
-                return Err(Error::Ambiguous {
-                    location: location.into(),
-                    count: many.len(),
-                    available: tags(&index),
-                })
+        None => {
+            let untagged: Vec<&Descriptor> = index
+                .manifests
+                .iter()
+                .filter(|d| !d.annotations.contains_key(REF_NAME))
+                .collect();
+            match (index.manifests.as_slice(), untagged.as_slice()) {
+                ([one], _) => one,
+                ([], _) => return Err(Error::invalid(location, "index.json lists no images")),
+                // Tagged images beside one untagged image: no tag means the untagged one.
+                (_, [only]) => only,
+                (many, _) => {
+                    return Err(Error::Ambiguous {
+                        location: location.into(),
+                        count: many.len(),
+                        available: tags(&index),
+                    })
+                }
             }
-        },
+        }
     };
     Ok(chosen.clone())
 }

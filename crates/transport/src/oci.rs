@@ -184,7 +184,8 @@ fn write_into(
         entries.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(t));
         annotations.insert(REF_NAME.to_string(), t.to_string());
     } else {
-        entries.retain(|d| d.digest != manifest.digest || d.annotations.contains_key(REF_NAME));
+        // The untagged image is one slot too (`oci:DIR` reads it): the new one replaces it.
+        entries.retain(|d| d.annotations.contains_key(REF_NAME));
     }
     entries.push(layout::index_entry(manifest, annotations));
     write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
