@@ -10,7 +10,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Make container images tiny and trustworthy, reproducibly and without a daemon.
 #[derive(Parser)]
@@ -24,6 +24,20 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        commands::Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "whittle", &mut out);
+            return finish(output::print(&String::from_utf8_lossy(&out)).map_err(Into::into));
+        }
+        commands::Command::Man => {
+            let mut out = Vec::new();
+            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut out);
+            let printed = rendered.and_then(|()| output::print(&String::from_utf8_lossy(&out)));
+            return finish(printed.map_err(Into::into));
+        }
+        _ => {}
+    }
     if !cli.global.quiet {
         whittle_image::progress::install(Box::new(output::Progress::new()));
     }
@@ -32,6 +46,11 @@ fn main() -> ExitCode {
     while interrupt::signalled() {
         std::thread::park();
     }
+    finish(result)
+}
+
+/// The exit status for a command's result (its error printed).
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Like coreutils killed by SIGPIPE: no message, status 128 + 13.

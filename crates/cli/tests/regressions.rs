@@ -246,3 +246,38 @@ fn untagged_writes_to_an_oci_layout_never_dead_end() {
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
+
+/// Shell completions and a man page come from the same definitions as --help.
+#[test]
+fn completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (shell, marker) in [
+        ("bash", "_whittle()"),
+        ("zsh", "#compdef whittle"),
+        ("fish", "complete -c whittle"),
+    ] {
+        let script = run(&["completions", shell]);
+        assert!(
+            script.contains(marker),
+            "{shell}: {}",
+            &script[..script.len().min(200)]
+        );
+        assert!(
+            script.contains("http-probe"),
+            "{shell} completes no --http-probe"
+        );
+    }
+    let man = run(&["man"]);
+    assert!(
+        man.contains(".TH whittle 1") && man.contains("slim"),
+        "{}",
+        &man[..man.len().min(300)]
+    );
+}

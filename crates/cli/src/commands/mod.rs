@@ -40,6 +40,14 @@ pub enum Command {
     Why(why::WhyArgs),
     /// Run two images (an original and its slimmed form) under the same probes and compare.
     Verify(verify::VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print whittle's man page (roff), made from the same definitions as --help.
+    Man,
 }
 
 /// Runs a subcommand.
@@ -53,6 +61,8 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Extract(a) => extract::run(a, global),
         Command::Why(a) => why::run(a, global),
         Command::Verify(a) => verify::run(a, global),
+        // main answers these: they need the whole command line's definition.
+        Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
 
