@@ -281,3 +281,32 @@ fn completions_and_man_page() {
         &man[..man.len().min(300)]
     );
 }
+
+/// `inspect` listed a hard-linked pair twice among the largest files.
+#[test]
+fn inspect_counts_a_hard_linked_file_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("big"), vec![7u8; 300_000]).unwrap();
+    std::fs::hard_link(rootfs.join("big"), rootfs.join("big-link")).unwrap();
+    std::fs::write(rootfs.join("small"), b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+        .args(["inspect", "--json"])
+        .arg(format!("dir:{}", rootfs.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = report["largest_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["/big", "/small"], "{report}");
+}

@@ -136,18 +136,21 @@ pub fn inspect(image: &Image, limits: &Limits) -> Result<Inspection> {
 }
 
 fn largest(view: &FlatView, n: usize) -> Vec<FileReport> {
-    let mut files: Vec<(&String, u64, usize)> = view
+    let mut files: Vec<(&String, u64, usize, u64)> = view
         .nodes
         .iter()
         .filter(|(_, node)| node.kind == EntryKind::File)
-        .map(|(p, node)| (p, node.size(), node.layer))
+        .map(|(p, node)| (p, node.size(), node.layer, node.inode))
         .collect();
     // Largest first; ties by path so the order is stable.
     files.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    // Hard links share their data: the first path of each inode stands for them all.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| f.3 == 0 || seen.insert(f.3));
     files
         .into_iter()
         .take(n)
-        .map(|(p, size, layer)| FileReport {
+        .map(|(p, size, layer, _)| FileReport {
             path: format!("/{p}"),
             size,
             layer,
