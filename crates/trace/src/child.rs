@@ -88,12 +88,17 @@ unsafe fn close_other_fds(err_fd: RawFd) {
 
 /// Waits for the parent's byte on `fd` (it has written the id maps). A byte,
 /// not end-of-file: other children forked meanwhile may hold the write end.
+/// Anything but the byte (the parent gave up, or died) ends the child: it must
+/// not go on without its id maps.
 unsafe fn wait_for_parent(fd: RawFd) {
     let mut b = [0u8; 1];
     loop {
         let n = libc::read(fd, b.as_mut_ptr().cast(), 1);
         if n < 0 && errno() == libc::EINTR {
             continue;
+        }
+        if n != 1 {
+            libc::_exit(127);
         }
         break;
     }
