@@ -310,3 +310,57 @@ fn inspect_counts_a_hard_linked_file_once() {
         .collect();
     assert_eq!(paths, ["/big", "/small"], "{report}");
 }
+
+/// `inspect` showed no run configuration; it shows it (and `--json` carries it and the history).
+#[test]
+fn inspect_shows_the_run_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let layout = tmp.path().join("layout");
+    let made = Command::new(env!("CARGO_BIN_EXE_whittle"))
+        .arg("copy")
+        .arg(format!("dir:{}", rootfs.display()))
+        .arg(format!("oci:{}:x", layout.display()))
+        .args([
+            "--entrypoint",
+            "/app --serve",
+            "--env",
+            "MODE=prod",
+            "--user",
+            "65532",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let inspect = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whittle"));
+        cmd.arg("inspect");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .arg(format!("oci:{}:x", layout.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = inspect(false);
+    assert!(
+        table.contains(r#"Entrypoint   ["/app","--serve"]"#),
+        "{table}"
+    );
+    assert!(table.contains("User         65532"), "{table}");
+    let report: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
+    assert_eq!(report["config"]["Env"][1], "MODE=prod", "{report}");
+    assert!(report.get("history").is_some(), "{report}");
+}

@@ -84,6 +84,11 @@ pub struct Inspection {
     pub elf: Vec<ElfReport>,
     /// Problems worth a look (e.g. a missing program interpreter).
     pub warnings: Vec<String>,
+    /// The run configuration (`config` of the image config: Entrypoint, Cmd, Env,
+    /// User, WorkingDir, ExposedPorts, Labels, ...), as the image has it.
+    pub config: serde_json::Value,
+    /// The image's build history (`history`), as the image has it.
+    pub history: serde_json::Value,
 }
 
 /// Reads every layer (verified) and reports on the image.
@@ -132,6 +137,8 @@ pub fn inspect(image: &Image, limits: &Limits) -> Result<Inspection> {
         efficiency: view.efficiency.unwrap_or(1.0),
         elf,
         warnings,
+        config: config.get("config").cloned().unwrap_or_default(),
+        history: config.get("history").cloned().unwrap_or_default(),
     })
 }
 

@@ -43,6 +43,61 @@ pub fn run(a: InspectArgs, global: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The run configuration, one key a line (only the keys the image sets).
+fn run_config(o: &mut String, c: &serde_json::Value) {
+    let Some(map) = c.as_object().filter(|m| !m.is_empty()) else {
+        let _ = writeln!(o, "Run config  (none)\n");
+        return;
+    };
+    let _ = writeln!(o, "Run config");
+    for key in [
+        "Entrypoint",
+        "Cmd",
+        "User",
+        "WorkingDir",
+        "Env",
+        "ExposedPorts",
+        "Volumes",
+        "StopSignal",
+        "Labels",
+    ] {
+        let Some(v) = map
+            .get(key)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        else {
+            continue;
+        };
+        let shown = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) if key != "Labels" => {
+                m.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+            other => other.to_string(),
+        };
+        let _ = writeln!(o, "  {key:<12} {shown}");
+    }
+    let _ = writeln!(o);
+}
+
+/// The build history, one step a line (empty layers marked).
+fn history(o: &mut String, h: &serde_json::Value) {
+    let Some(steps) = h.as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(o, "History");
+    for step in steps {
+        let by = step["created_by"].as_str().unwrap_or("");
+        let by: String = by.chars().take(100).collect();
+        let empty = if step["empty_layer"].as_bool() == Some(true) {
+            " (no layer)"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "  {by}{empty}");
+    }
+    let _ = writeln!(o);
+}
+
 fn short(d: &str) -> &str {
     &d[..d.len().min(19)]
 }
@@ -54,6 +109,8 @@ fn table(name: &str, r: &Inspection) -> String {
     let _ = writeln!(o, "Manifest  {}", r.manifest_digest);
     let _ = writeln!(o, "Config    {}", r.config_digest);
     let _ = writeln!(o);
+    run_config(&mut o, &r.config);
+    history(&mut o, &r.history);
     let _ = writeln!(
         o,
         "{:>3}  {:<19}  {:>11}  {:>12}  {:>8}  {:>7}  {:>7}  {:>7}",
