@@ -5,6 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// The whittle binary under test.
+fn whittle_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_whittle"))
+}
+
 /// Runs `whittle ARGS` under `umask`.
 fn whittle_with_umask(umask: &str, args: &[&str]) {
     let mut script = format!("umask {umask}; exec \"$0\"");
@@ -89,7 +94,7 @@ fn a_closed_stdout_ends_quietly() {
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::write(rootfs.join("etc/hello"), "hi\n").unwrap();
     for args in [vec!["inspect", "--json"], vec!["inspect"]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_whittle"))
+        let mut child = whittle_cmd()
             .args(&args)
             .arg(format!("dir:{}", rootfs.display()))
             .stdout(Stdio::piped())
@@ -120,7 +125,7 @@ fn a_platform_that_matches_nothing_is_an_error() {
     };
     let out = tmp.path().join("layout");
     let run = |platform: &str| {
-        Command::new(env!("CARGO_BIN_EXE_whittle"))
+        whittle_cmd()
             .args(["--platform", platform, "copy"])
             .arg(format!("dir:{}", rootfs.display()))
             .arg(format!("oci:{}:x", out.display()))
@@ -142,12 +147,7 @@ fn an_existing_file_that_is_not_an_image_archive_is_not_clobbered() {
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     let src = format!("dir:{}", rootfs.display());
-    let whittle = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_whittle"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let whittle = |args: &[&str]| whittle_cmd().args(args).output().unwrap();
     for transport in ["docker-archive", "oci-archive"] {
         let notes = tmp.path().join(format!("notes-{transport}.txt"));
         std::fs::write(&notes, "my notes\n").unwrap();
@@ -175,7 +175,7 @@ fn a_truncated_archive_says_so() {
         .collect();
     std::fs::write(rootfs.join("data"), &noise).unwrap();
     let archive = tmp.path().join("image.tar");
-    let ok = Command::new(env!("CARGO_BIN_EXE_whittle"))
+    let ok = whittle_cmd()
         .arg("copy")
         .arg(format!("dir:{}", rootfs.display()))
         .arg(format!("docker-archive:{}", archive.display()))
@@ -189,7 +189,7 @@ fn a_truncated_archive_says_so() {
     let bytes = std::fs::read(&archive).unwrap();
     let cut = tmp.path().join("cut.tar");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+    let out = whittle_cmd()
         .arg("inspect")
         .arg(format!("docker-archive:{}", cut.display()))
         .output()
@@ -206,10 +206,7 @@ fn untagged_writes_to_an_oci_layout_never_dead_end() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     let whittle = |args: &[String]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = whittle_cmd().args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -251,10 +248,7 @@ fn untagged_writes_to_an_oci_layout_never_dead_end() {
 #[test]
 fn completions_and_man_page() {
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = whittle_cmd().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -291,7 +285,7 @@ fn inspect_counts_a_hard_linked_file_once() {
     std::fs::write(rootfs.join("big"), vec![7u8; 300_000]).unwrap();
     std::fs::hard_link(rootfs.join("big"), rootfs.join("big-link")).unwrap();
     std::fs::write(rootfs.join("small"), b"x").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_whittle"))
+    let out = whittle_cmd()
         .args(["inspect", "--json"])
         .arg(format!("dir:{}", rootfs.display()))
         .output()
@@ -318,7 +312,7 @@ fn inspect_shows_the_run_configuration() {
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     let layout = tmp.path().join("layout");
-    let made = Command::new(env!("CARGO_BIN_EXE_whittle"))
+    let made = whittle_cmd()
         .arg("copy")
         .arg(format!("dir:{}", rootfs.display()))
         .arg(format!("oci:{}:x", layout.display()))
@@ -338,7 +332,7 @@ fn inspect_shows_the_run_configuration() {
         String::from_utf8_lossy(&made.stderr)
     );
     let inspect = |json: bool| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whittle"));
+        let mut cmd = whittle_cmd();
         cmd.arg("inspect");
         if json {
             cmd.arg("--json");
