@@ -70,7 +70,7 @@ impl TcpProbe {
 }
 
 /// What one probe saw.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ProbeResult {
     /// Which probe, e.g. `GET :80/`.
     pub name: String,
@@ -80,6 +80,8 @@ pub struct ProbeResult {
     pub summary: String,
     /// What must match between two runs (status and body digest, reply, exit and output digest).
     pub fingerprint: String,
+    /// How long it took (waiting for readiness included).
+    pub seconds: f64,
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
@@ -142,6 +144,7 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 pub(crate) fn http_get(net: &Net, port: u16, path: &str) -> ProbeResult {
     let name = format!("GET :{port}{path}");
     let fail = |name: String, why: String| ProbeResult {
+        seconds: 0.0,
         name,
         ok: false,
         fingerprint: format!("error: {why}"),
@@ -183,6 +186,7 @@ pub(crate) fn http_get(net: &Net, port: u16, path: &str) -> ProbeResult {
     }
     let digest = sha256(&body);
     ProbeResult {
+        seconds: 0.0,
         name,
         ok: status != 0,
         summary: format!("HTTP {status}, {} bytes", body.len()),
@@ -200,6 +204,7 @@ pub(crate) fn tcp(net: &Net, port: u16, line: Option<&str>) -> ProbeResult {
         Ok(s) => s,
         Err(e) => {
             return ProbeResult {
+                seconds: 0.0,
                 name,
                 ok: false,
                 summary: format!("cannot connect: {e}"),
@@ -209,6 +214,7 @@ pub(crate) fn tcp(net: &Net, port: u16, line: Option<&str>) -> ProbeResult {
     };
     let Some(line) = line else {
         return ProbeResult {
+            seconds: 0.0,
             name,
             ok: true,
             summary: "connected".into(),
@@ -218,6 +224,7 @@ pub(crate) fn tcp(net: &Net, port: u16, line: Option<&str>) -> ProbeResult {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     if let Err(e) = stream.write_all(format!("{line}\n").as_bytes()) {
         return ProbeResult {
+            seconds: 0.0,
             name,
             ok: false,
             summary: format!("cannot send: {e}"),
@@ -239,6 +246,7 @@ pub(crate) fn tcp(net: &Net, port: u16, line: Option<&str>) -> ProbeResult {
     }
     let text = String::from_utf8_lossy(&reply).to_string();
     ProbeResult {
+        seconds: 0.0,
         name,
         ok: !reply.is_empty(),
         summary: if reply.is_empty() {

@@ -157,6 +157,7 @@ fn exec_probe(run: &mut Running, argv: &[String], log_dir: &Path, index: usize) 
     let out = log_dir.join(format!("exec-{index}.out"));
     let err = log_dir.join(format!("exec-{index}.err"));
     let failed = |summary: String| ProbeResult {
+        seconds: 0.0,
         name: name.clone(),
         ok: false,
         fingerprint: format!("error: {summary}"),
@@ -183,6 +184,7 @@ fn exec_probe(run: &mut Running, argv: &[String], log_dir: &Path, index: usize) 
         Ok(exit) => {
             let stdout = std::fs::read(&out).unwrap_or_default();
             ProbeResult {
+                seconds: 0.0,
                 name: name.clone(),
                 ok: exit == Exit::Code(0),
                 summary: format!("{exit}, {} bytes of output", stdout.len()),
@@ -238,6 +240,7 @@ fn script_probe(
                 ),
             };
             ProbeResult {
+                seconds: 0.0,
                 name,
                 ok: out.status.success(),
                 summary: format!("{exit}, {} bytes of output", out.stdout.len()),
@@ -245,6 +248,7 @@ fn script_probe(
             }
         }
         Err(e) => ProbeResult {
+            seconds: 0.0,
             name,
             ok: false,
             summary: format!("cannot run it: {e}"),
@@ -330,31 +334,33 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
             None => opts.exposed_ports.clone(),
         };
         for port in ports {
-            results.push(
+            results.push(timed(|| {
                 match probe::wait_ready(&net, &[port], deadline, &is_alive) {
                     Ok(_) => probe::http_get(&net, port, &p.path),
                     Err(why) => ProbeResult {
+                        seconds: 0.0,
                         name: format!("GET :{port}{}", p.path),
                         ok: false,
                         fingerprint: "not ready".into(),
                         summary: why,
                     },
-                },
-            );
+                }
+            }));
         }
     }
     for t in &opts.probes.tcp {
-        results.push(
+        results.push(timed(|| {
             match probe::wait_ready(&net, &[t.port], deadline, &is_alive) {
                 Ok(_) => probe::tcp(&net, t.port, t.send.as_deref()),
                 Err(why) => ProbeResult {
+                    seconds: 0.0,
                     name: format!("TCP :{}", t.port),
                     ok: false,
                     fingerprint: "not ready".into(),
                     summary: why,
                 },
-            },
-        );
+            }
+        }));
     }
     // Exec probes and the script wait for the program too: until one of the ready
     // ports (or the exposed ones) accepts; with no port to watch, a failing exec
@@ -374,7 +380,8 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
     drop(net);
     for (i, argv) in opts.probes.exec.iter().enumerate() {
         let mut pause = Duration::from_millis(10);
-        let r = loop {
+        let started = Instant::now();
+        let mut r = loop {
             let r = exec_probe(&mut run, argv, &opts.log_dir, i);
             // A command that cannot start will not start later either.
             let retry = !r.ok
@@ -390,10 +397,13 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(500));
         };
+        r.seconds = started.elapsed().as_secs_f64();
         results.push(r);
     }
     if let Some(script) = &opts.probes.script {
-        results.push(script_probe(script, ns.as_ref(), &opts.exposed_ports));
+        results.push(timed(|| {
+            script_probe(script, ns.as_ref(), &opts.exposed_ports)
+        }));
     }
     let linger = opts.probes.duration.unwrap_or(Duration::ZERO);
     let ended_by_itself = run.wait_exit(linger);
@@ -436,6 +446,14 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         log,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs a probe and records how long it took.
+fn timed(probe: impl FnOnce() -> ProbeResult) -> ProbeResult {
+    let started = Instant::now();
+    let mut r = probe();
+    r.seconds = started.elapsed().as_secs_f64();
+    r
 }
 
 /// A directory of the run's own, removed however the run ends.

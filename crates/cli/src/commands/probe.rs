@@ -420,7 +420,10 @@ fn keep_logs(from: &std::path::Path, dir: &std::path::Path, label: &str) -> Resu
 pub fn describe(label: &str, o: &RunOutcome) {
     for p in &o.probes {
         let mark = if p.ok { "ok" } else { "FAILED" };
-        eprintln!("{label}: probe {}: {} ({mark})", p.name, p.summary);
+        eprintln!(
+            "{label}: probe {}: {} in {:.2} s ({mark})",
+            p.name, p.summary, p.seconds
+        );
     }
     let how = match (o.exit, o.stopped, o.killed) {
         (Some(e), _, true) if o.stop_ignored => format!(
