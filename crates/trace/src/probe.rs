@@ -80,7 +80,8 @@ pub struct ProbeResult {
     pub summary: String,
     /// What must match between two runs (status and body digest, reply, exit and output digest).
     pub fingerprint: String,
-    /// How long it took (waiting for readiness included).
+    /// How long it took: an HTTP or TCP probe with the wait for its port, an exec
+    /// probe with its retries.
     pub seconds: f64,
 }
 
