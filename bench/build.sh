@@ -28,7 +28,7 @@ docker load -q -i "$nginx_fx/nginx.tar" >/dev/null
 # --- the inputs, identical for both tools
 mkdir -p "$work/hello/src" "$work/nginx/html"
 cp examples/hello-musl/src/hello.c "$work/hello/src/"
-sed "s|docker-archive:target/fixtures/build/builder.tar|docker-archive:$build_fx/builder.tar|" \
+sed "s|docker-archive:../../target/fixtures/build/builder.tar|docker-archive:$build_fx/builder.tar|" \
   examples/hello-musl/hello.toml > "$work/hello/hello.toml"
 cat > "$work/hello/Dockerfile" <<'DOCKERFILE'
 FROM whittle-test/builder:latest AS build
@@ -39,7 +39,7 @@ COPY --from=build /out/hello /usr/local/bin/hello
 ENTRYPOINT ["/usr/local/bin/hello"]
 DOCKERFILE
 cp examples/nginx-scratch/html/index.html "$work/nginx/html/"
-sed "s|docker-archive:target/fixtures/nginx/nginx.tar|docker-archive:$nginx_fx/nginx.tar|" \
+sed "s|docker-archive:../../target/fixtures/nginx/nginx.tar|docker-archive:$nginx_fx/nginx.tar|" \
   examples/nginx-scratch/nginx.toml > "$work/nginx/nginx.toml"
 # Docker has no closure: list the libraries as a Dockerfile author would, with ldd.
 libs=$(docker run --rm --network none --entrypoint ldd whittle-test/nginx:latest /usr/sbin/nginx \

@@ -59,6 +59,8 @@ pub struct Built {
 }
 
 struct Images {
+    /// The spec file's directory: relative image paths in the spec are relative to it.
+    base: PathBuf,
     opts: OpenOptions,
     limits: Limits,
     scratch: Arc<Scratch>,
@@ -73,8 +75,9 @@ impl Images {
             return Ok(*i);
         }
         let r: ImageRef = reference
-            .parse()
-            .map_err(|e| BuildError::Input(format!("{reference}: {e}")))?;
+            .parse::<ImageRef>()
+            .map_err(|e| BuildError::Input(format!("{reference}: {e}")))?
+            .relative_to(&self.base);
         let image = whittle_transport::open(&r, &self.opts)
             .map_err(|e| BuildError::Input(format!("cannot read {reference}: {e}")))?;
         self.images.push(image);
@@ -205,6 +208,10 @@ pub fn build(
 ) -> Result<Built, BuildError> {
     let epoch = opts.source_date_epoch.unwrap_or(0);
     let mut images = Images {
+        base: spec_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         opts: opts.open.clone(),
         limits: opts.limits.clone(),
         scratch: scratch.clone(),

@@ -208,7 +208,7 @@ fn nginx_with_its_closure_on_scratch_serves_the_page() {
     )
     .unwrap();
     let spec_text = example.replace(
-        "docker-archive:target/fixtures/nginx/nginx.tar",
+        "docker-archive:../../target/fixtures/nginx/nginx.tar",
         &format!("docker-archive:{}", nginx.join("nginx.tar").display()),
     );
     let spec = dir.path().join("nginx.toml");
@@ -759,4 +759,46 @@ cmd = ["/made"]
         before,
         "the build touched the host directory"
     );
+}
+
+/// Regression (issue 15): the examples resolved their images against the working
+/// directory and failed outside the repository root. Built as written, from elsewhere.
+#[test]
+fn the_examples_build_as_written_from_another_directory() {
+    if setup().is_none() {
+        return;
+    }
+    let repo = common::docker_e2e::workspace_root();
+    let dir = tempdir();
+    for (example, fixture) in [
+        (
+            "examples/hello-musl/hello.toml",
+            "target/fixtures/build/builder.tar",
+        ),
+        (
+            "examples/nginx-scratch/nginx.toml",
+            "target/fixtures/nginx/nginx.tar",
+        ),
+    ] {
+        // The examples name the fixtures where scripts/test.sh makes them.
+        if !repo.join(fixture).is_file() {
+            common::docker_e2e::skip_or_panic(&format!(
+                "{fixture} is not where the example names it (fixtures built elsewhere)"
+            ));
+            return;
+        }
+        let out = dir.path().join(example.replace('/', "-"));
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_whittle"))
+            .current_dir(dir.path())
+            .arg("build")
+            .arg(repo.join(example))
+            .arg(format!("oci:{}:x", out.display()))
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Image references in skopeo's spelling, parsed once into a type.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
@@ -98,6 +98,30 @@ fn check_tag(input: &str, tag: &Option<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl ImageRef {
+    /// The same reference with a relative file or directory path taken relative to
+    /// `base` (a spec file's directory) rather than the working directory.
+    pub fn relative_to(self, base: &Path) -> ImageRef {
+        let rebase = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        match self {
+            ImageRef::Oci { dir, tag } => ImageRef::Oci {
+                dir: rebase(dir),
+                tag,
+            },
+            ImageRef::OciArchive { file, tag } => ImageRef::OciArchive {
+                file: rebase(file),
+                tag,
+            },
+            ImageRef::DockerArchive { file, reference } => ImageRef::DockerArchive {
+                file: rebase(file),
+                reference,
+            },
+            ImageRef::Dir { root } => ImageRef::Dir { root: rebase(root) },
+            other => other,
+        }
+    }
 }
 
 impl std::str::FromStr for ImageRef {
