@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::OFlags;
 use whittle_image::mutate::Flat;
 use whittle_trace::rootfs::RootDir;
 use whittle_trace::{Exit, IdMapping, Network, Policy, Probes, RunOptions, Sandbox};
@@ -34,33 +34,12 @@ pub struct StepResult {
 
 /// Resolves `inside` as if `root` were `/` (symlinks cannot lead out) and returns its host path.
 pub fn resolve_in_root(root: &Path, inside: &str) -> Result<PathBuf, BuildError> {
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| BuildError::io("cannot open", root, e.into()))?;
-    let rel = inside.trim_start_matches('/');
-    let fd = rustix::fs::openat2(
-        &dir,
-        if rel.is_empty() { "." } else { rel },
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| BuildError::Input(format!("{inside}: {}", std::io::Error::from(e))))?;
-    let real = fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd)
-    ))
-    .map_err(|e| BuildError::io("cannot locate", Path::new(inside), e))?;
-    let root_real = fs::canonicalize(root).map_err(|e| BuildError::io("cannot locate", root, e))?;
-    if !real.starts_with(&root_real) {
-        return Err(BuildError::Input(format!(
-            "{inside} lies outside the step's root"
-        )));
-    }
-    Ok(real)
+    let dir = RootDir::open(root, None)?;
+    let fd = dir
+        .resolve(inside, OFlags::PATH | OFlags::NOFOLLOW)
+        .map_err(|e| BuildError::Input(format!("{inside}: {}", std::io::Error::from(e))))?;
+    dir.beneath(&fd, inside)
+        .map_err(|_| BuildError::Input(format!("{inside} lies outside the step's root")))
 }
 
 /// Runs `step` in its builder image (already flattened as `flat`), unpacked into `root`.

@@ -198,22 +198,29 @@ impl RootDir {
             Mode::empty(),
         )
         .map_err(|e| err("cannot open", &shown, e))?;
-        let real = std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&fd)
-        ))
-        .map_err(|e| TraceError::io("cannot locate", &shown, e))?;
-        let base = std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&self.fd)
-        ))
-        .map_err(|e| TraceError::io("cannot locate", &self.path, e))?;
-        match real.strip_prefix(&base) {
+        match self.beneath(&fd, inside)?.strip_prefix(self.real()?) {
             Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_string_lossy().into_owned()),
             _ => Err(TraceError::Config(format!(
                 "{inside} lies outside the root"
             ))),
         }
+    }
+
+    /// The root's own host path with every link resolved.
+    fn real(&self) -> Result<PathBuf, TraceError> {
+        fd_path(&self.fd).map_err(|e| TraceError::io("cannot locate", &self.path, e))
+    }
+
+    /// The host path of `fd`, an open file `inside` the root, checked to lie beneath it.
+    pub fn beneath(&self, fd: &OwnedFd, inside: &str) -> Result<PathBuf, TraceError> {
+        let real =
+            fd_path(fd).map_err(|e| TraceError::io("cannot locate", Path::new(inside), e))?;
+        if !real.starts_with(self.real()?) {
+            return Err(TraceError::Config(format!(
+                "{inside} lies outside the root"
+            )));
+        }
+        Ok(real)
     }
 
     /// Removes whatever is at `name` in `dir` (a file, a symlink — never
@@ -403,6 +410,14 @@ fn remove_in_namespace(path: &Path, ids: &crate::IdMapping) -> Result<(), TraceE
         )));
     }
     Ok(())
+}
+
+/// The path the kernel gives an open file (`/proc/self/fd/N`).
+fn fd_path(fd: &OwnedFd) -> std::io::Result<PathBuf> {
+    std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(fd)
+    ))
 }
 
 /// Opens the directory `name` in `dir` for reading, never through a link.

@@ -4,8 +4,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::OFlags;
 
+use crate::rootfs::RootDir;
 use crate::TraceError;
 
 /// Who the program runs as.
@@ -23,20 +24,10 @@ pub struct Identity {
 
 /// Reads a file of the unpacked image, resolving symlinks as if `root` were `/`.
 fn read_in_root(root: &Path, inside: &str) -> Option<String> {
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let fd = rustix::fs::openat2(
-        &dir,
-        inside.trim_start_matches('/'),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
+    let fd = RootDir::open(root, None)
+        .ok()?
+        .resolve(inside, OFlags::RDONLY)
+        .ok()?;
     let mut text = String::new();
     std::fs::File::from(fd)
         .take(16 << 20)

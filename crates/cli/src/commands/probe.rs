@@ -295,11 +295,13 @@ pub fn traced_run(
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let started = std::time::Instant::now();
     let ids = IdMapping::for_caller(0, 0);
+    // The root is removed under the same map it was unpacked with.
+    let removal_ids = ids.clone();
     let result = run_in(
         label, flat, &root, &rt, probes, argv, run_config, ids, flags, scratch, quiet, started,
     );
     // The run's root is scratch: the output never takes files from it.
-    let _ = whittle_trace::rootfs::remove_tree(&root, &IdMapping::for_caller(0, 0));
+    let _ = whittle_trace::rootfs::remove_tree(&root, &removal_ids);
     result
 }
 
