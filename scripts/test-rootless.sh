@@ -23,6 +23,11 @@ id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 grep -q "^$user:" /etc/subuid || usermod --add-subuids 300000-365535 "$user"
 grep -q "^$user:" /etc/subgid || usermod --add-subgids 300000-365535 "$user"
 getent group docker >/dev/null && usermod -aG docker "$user"
+# Where scripts/test.sh builds the fixtures, unless it said otherwise.
+for kind in FIXTURES:nginx SLIM_FIXTURES:slim TRACE_FIXTURES:trace BUILD_FIXTURES:build APP_FIXTURES:apps; do
+  var=WHITTLE_${kind%%:*}
+  [ -n "${!var:-}" ] || export "$var=$PWD/target/fixtures/${kind#*:}"
+done
 # The fixtures are root's; the user only reads them.
 chmod -R a+rX target/fixtures
 
@@ -37,7 +42,7 @@ for bin in $bins; do
   if ! su - "$user" -c "cd /tmp && env CI=1 \
         WHITTLE_FIXTURES='$WHITTLE_FIXTURES' WHITTLE_SLIM_FIXTURES='$WHITTLE_SLIM_FIXTURES' \
         WHITTLE_TRACE_FIXTURES='$WHITTLE_TRACE_FIXTURES' WHITTLE_BUILD_FIXTURES='$WHITTLE_BUILD_FIXTURES' \
-        WHITTLE_APP_FIXTURES='${WHITTLE_APP_FIXTURES:-}' \
+        WHITTLE_APP_FIXTURES='$WHITTLE_APP_FIXTURES' \
         '$bin' --test-threads 2"; then
     status=1
   fi
