@@ -244,6 +244,75 @@ fn untagged_writes_to_an_oci_layout_never_dead_end() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
 
+/// `oci:DIR@sha256:…` picks an image by digest, as `docker://` does; a layout with
+/// several images names what can pick each; a digest cannot be a write target.
+#[test]
+fn an_oci_layout_image_can_be_picked_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let run = |args: &[String]| whittle_cmd().args(args).output().unwrap();
+    let mut digests = Vec::new();
+    for tag in ["one", "two"] {
+        let rootfs = tmp.path().join(tag);
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::write(rootfs.join("n"), tag).unwrap();
+        let out = run(&[
+            "copy".into(),
+            format!("dir:{}", rootfs.display()),
+            format!("oci:{}:{tag}", layout.display()),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    assert_ne!(digests[0], digests[1]);
+    for digest in &digests {
+        let copy = tmp.path().join(format!("copy-{}", &digest[7..19]));
+        let out = run(&[
+            "copy".into(),
+            format!("oci:{}@{digest}", layout.display()),
+            format!("oci:{}", copy.display()),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    }
+    // Neither tag nor digest: the error names both ways to pick.
+    let out = run(&["inspect".into(), format!("oci:{}", layout.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":one") && stderr.contains("@DIGEST"),
+        "{stderr}"
+    );
+    // A digest that is not there is named in the error.
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let out = run(&[
+        "inspect".into(),
+        format!("oci:{}@{absent}", layout.display()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&absent), "{stderr}");
+    // A digest does not say where to write.
+    let rootfs = tmp.path().join("one");
+    let out = run(&[
+        "copy".into(),
+        format!("dir:{}", rootfs.display()),
+        format!("oci:{}@{}", tmp.path().join("new").display(), digests[0]),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("to write"), "{stderr}");
+    assert!(!tmp.path().join("new").exists());
+}
+
 /// Shell completions and a man page come from the same definitions as --help.
 #[test]
 fn completions_and_man_page() {

@@ -70,7 +70,7 @@ pub fn open_owned(file: &Path, reference: Option<&str>, owner: Option<Owner>) ->
                 })
                 .ok_or_else(|| Error::NotFound {
                     location: location.clone(),
-                    wanted: r.into(),
+                    wanted: format!("tagged {r:?}"),
                     available: tags(),
                 })?
         }
@@ -79,6 +79,7 @@ pub fn open_owned(file: &Path, reference: Option<&str>, owner: Option<Owner>) ->
             [] => return Err(Error::invalid(&location, "manifest.json lists no images")),
             many => {
                 return Err(Error::Ambiguous {
+                    how: ":NAME:TAG",
                     location: location.clone(),
                     count: many.len(),
                     available: tags(),

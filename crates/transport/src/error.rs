@@ -44,7 +44,7 @@ pub enum Error {
         reason: String,
     },
     /// No image matches the tag or reference asked for.
-    #[error("{location}: no image tagged {wanted:?}; it has {available}")]
+    #[error("{location}: no image {wanted}; it has {available}")]
     NotFound {
         /// The file or directory.
         location: String,
@@ -54,10 +54,12 @@ pub enum Error {
         available: String,
     },
     /// Several images and no tag to choose one.
-    #[error("{location} holds {count} images ({available}); name one with :TAG")]
+    #[error("{location} holds {count} images ({available}); name one with {how}")]
     Ambiguous {
         /// The file or directory.
         location: String,
+        /// The reference suffixes that pick one.
+        how: &'static str,
         /// How many.
         count: usize,
         /// Their names.

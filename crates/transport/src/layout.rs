@@ -11,73 +11,85 @@ use whittle_image::{
     BlobStore, Descriptor, Digest, Image, Index, Layer, Limits, MediaType, Platform, RawDoc,
 };
 
-use crate::{Error, Result};
+use crate::{Error, LayoutPick, Result};
 
 /// `oci-layout` file content.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 const MAX_NESTING: usize = 8;
 
+/// The names that can pick each image of `index`: `:TAG` when it has one, else
+/// `@DIGEST`.
 fn tags(index: &Index) -> String {
-    let names: Vec<&str> = index
+    let names: Vec<String> = index
         .manifests
         .iter()
-        .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
+        .map(|d| match d.annotations.get(REF_NAME) {
+            Some(t) => format!(":{t}"),
+            None => format!("@{}", d.digest),
+        })
         .collect();
-    if names.is_empty() {
-        format!("{} untagged image(s)", index.manifests.len())
-    } else {
-        format!("tags {}", names.join(", "))
-    }
+    names.join(", ")
 }
 
-/// Picks the image `tag` names (or the only one) from `index_json` and reads it.
+/// Picks the image `pick` names (or the only one) from `index_json` and reads it.
 pub fn select_image(
     store: Arc<dyn BlobStore>,
     index_json: &[u8],
-    tag: Option<&str>,
+    pick: Option<&LayoutPick>,
     location: &str,
     platform: &Platform,
 ) -> Result<Image> {
-    let chosen = choose(index_json, tag, location)?;
+    let chosen = choose(index_json, pick, location)?;
     let mut seen = HashSet::new();
     resolve(store, chosen, location, &mut seen, platform)
 }
 
-/// The descriptor `tag` names (or the only one) in a layout's `index.json`.
-pub fn choose(index_json: &[u8], tag: Option<&str>, location: &str) -> Result<Descriptor> {
+/// The descriptor `pick` names (or the only one) in a layout's `index.json`.
+pub fn choose(index_json: &[u8], pick: Option<&LayoutPick>, location: &str) -> Result<Descriptor> {
     let index: Index = parse_json("index.json", index_json)?;
-    let chosen = match tag {
-        Some(t) => index
-            .manifests
-            .iter()
-            .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t))
-            .ok_or_else(|| Error::NotFound {
-                location: location.into(),
-                wanted: t.into(),
-                available: tags(&index),
-            })?,
-        None => {
-            let untagged: Vec<&Descriptor> = index
+    let chosen =
+        match pick {
+            Some(LayoutPick::Digest(d)) => index
                 .manifests
                 .iter()
-                .filter(|d| !d.annotations.contains_key(REF_NAME))
-                .collect();
-            match (index.manifests.as_slice(), untagged.as_slice()) {
-                ([one], _) => one,
-                ([], _) => return Err(Error::invalid(location, "index.json lists no images")),
-                // Tagged images beside one untagged image: no tag means the untagged one.
-                (_, [only]) => only,
-                (many, _) => {
-                    return Err(Error::Ambiguous {
-                        location: location.into(),
-                        count: many.len(),
-                        available: tags(&index),
-                    })
+                .find(|m| &m.digest == d)
+                .ok_or_else(|| Error::NotFound {
+                    location: location.into(),
+                    wanted: format!("with digest {d}"),
+                    available: tags(&index),
+                })?,
+            Some(LayoutPick::Tag(t)) => index
+                .manifests
+                .iter()
+                .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t))
+                .ok_or_else(|| Error::NotFound {
+                    location: location.into(),
+                    wanted: format!("tagged {t:?}"),
+                    available: tags(&index),
+                })?,
+            None => {
+                let untagged: Vec<&Descriptor> = index
+                    .manifests
+                    .iter()
+                    .filter(|d| !d.annotations.contains_key(REF_NAME))
+                    .collect();
+                match (index.manifests.as_slice(), untagged.as_slice()) {
+                    ([one], _) => one,
+                    ([], _) => return Err(Error::invalid(location, "index.json lists no images")),
+                    // Tagged images beside one untagged image: no tag means the untagged one.
+                    (_, [only]) => only,
+                    (many, _) => {
+                        return Err(Error::Ambiguous {
+                            how: ":TAG or @DIGEST",
+                            location: location.into(),
+                            count: many.len(),
+                            available: tags(&index),
+                        })
+                    }
                 }
             }
-        }
-    };
+        };
     Ok(chosen.clone())
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{Error, Result};
-pub use reference::ImageRef;
+pub use reference::{ImageRef, LayoutPick};
 use whittle_image::config::ConfigOverrides;
 use whittle_image::{Compression, Digest, Image, Limits, RawDoc, Scratch};
 
@@ -109,8 +109,8 @@ fn open_image(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
         .clone()
         .unwrap_or_else(whittle_image::manifest::host_platform);
     match r {
-        ImageRef::Oci { dir, tag } => oci::open(dir, tag.as_deref(), &platform),
-        ImageRef::OciArchive { file, tag } => oci_archive::open(file, tag.as_deref(), &platform),
+        ImageRef::Oci { dir, pick } => oci::open(dir, pick.as_ref(), &platform),
+        ImageRef::OciArchive { file, pick } => oci_archive::open(file, pick.as_ref(), &platform),
         ImageRef::DockerArchive { file, reference } => {
             docker_archive::open(file, reference.as_deref())
         }
@@ -136,10 +136,11 @@ fn open_image(r: &ImageRef, opts: &OpenOptions) -> Result<Image> {
 pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest> {
     let mtime = opts.source_date_epoch.unwrap_or(0);
     match r {
-        ImageRef::Oci { dir, tag } => oci::write(dir, tag.as_deref(), image, &opts.limits),
-        ImageRef::OciArchive { file, tag } => {
+        ImageRef::Oci { dir, pick } => oci::write(dir, tag_to_write(r, pick)?, image, &opts.limits),
+        ImageRef::OciArchive { file, pick } => {
+            let tag = tag_to_write(r, pick)?;
             check_clobber(file, opts.force)?;
-            oci_archive::write(file, tag.as_deref(), image, mtime, &opts.limits)
+            oci_archive::write(file, tag, image, mtime, &opts.limits)
         }
         ImageRef::DockerArchive { file, reference } => {
             check_clobber(file, opts.force)?;
@@ -160,14 +161,30 @@ pub fn write(r: &ImageRef, image: &Image, opts: &WriteOptions) -> Result<Digest>
     }
 }
 
+/// The tag a layout write gives its image: a digest names what was written, so it
+/// cannot say where to write.
+fn tag_to_write<'a>(r: &ImageRef, pick: &'a Option<LayoutPick>) -> Result<Option<&'a str>> {
+    match pick {
+        Some(LayoutPick::Digest(_)) => Err(Error::invalid(
+            r.to_string(),
+            "a digest selects an image to read; to write, give :TAG or no name",
+        )),
+        Some(LayoutPick::Tag(t)) => Ok(Some(t)),
+        None => Ok(None),
+    }
+}
+
 /// Writes every platform of `multi` where `r` says; returns the index digest.
 pub fn write_all(r: &ImageRef, multi: &multi::MultiImage, opts: &WriteOptions) -> Result<Digest> {
     let mtime = opts.source_date_epoch.unwrap_or(0);
     match r {
-        ImageRef::Oci { dir, tag } => oci::write_all(dir, tag.as_deref(), multi, &opts.limits),
-        ImageRef::OciArchive { file, tag } => {
+        ImageRef::Oci { dir, pick } => {
+            oci::write_all(dir, tag_to_write(r, pick)?, multi, &opts.limits)
+        }
+        ImageRef::OciArchive { file, pick } => {
+            let tag = tag_to_write(r, pick)?;
             check_clobber(file, opts.force)?;
-            oci_archive::write_all(file, tag.as_deref(), multi, mtime, &opts.limits)
+            oci_archive::write_all(file, tag, multi, mtime, &opts.limits)
         }
         ImageRef::Docker(reg) => registry::write_all(reg, multi, &opts.registry, &opts.limits),
         other => Err(Error::invalid(

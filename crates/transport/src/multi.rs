@@ -78,14 +78,14 @@ pub fn read(
 /// transport that holds one platform only).
 pub fn open(r: &ImageRef, opts: &OpenOptions) -> Result<Option<MultiImage>> {
     let (store, top, location): (Arc<dyn BlobStore>, whittle_image::Descriptor, String) = match r {
-        ImageRef::Oci { dir, tag } => {
+        ImageRef::Oci { dir, pick } => {
             let (store, index, location) = crate::oci::open_store(dir)?;
-            let top = layout::choose(&index, tag.as_deref(), &location)?;
+            let top = layout::choose(&index, pick.as_ref(), &location)?;
             (store, top, location)
         }
-        ImageRef::OciArchive { file, tag } => {
+        ImageRef::OciArchive { file, pick } => {
             let (store, index, location) = crate::oci_archive::open_store(file)?;
-            let top = layout::choose(&index, tag.as_deref(), &location)?;
+            let top = layout::choose(&index, pick.as_ref(), &location)?;
             (store, top, location)
         }
         ImageRef::Docker(reg) => {

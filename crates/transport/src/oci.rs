@@ -73,10 +73,14 @@ fn check_layout(dir: &Path) -> Result<()> {
     }
 }
 
-/// Reads the image `tag` names (or the only one) from the layout at `dir`.
-pub fn open(dir: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
+/// Reads the image `pick` names (or the only one) from the layout at `dir`.
+pub fn open(
+    dir: &Path,
+    pick: Option<&crate::LayoutPick>,
+    platform: &whittle_image::Platform,
+) -> Result<Image> {
     let (store, index, location) = open_store(dir)?;
-    layout::select_image(store, &index, tag, &location, platform)
+    layout::select_image(store, &index, pick, &location, platform)
 }
 
 /// The layout as a blob store, its `index.json`, and its name for messages.

@@ -11,10 +11,14 @@ use crate::layout;
 use crate::tarfile::{ArchiveStore, ArchiveWriter, TarIndex};
 use crate::{Error, Result};
 
-/// Reads the image `tag` names (or the only one) from the archive at `file`.
-pub fn open(file: &Path, tag: Option<&str>, platform: &whittle_image::Platform) -> Result<Image> {
+/// Reads the image `pick` names (or the only one) from the archive at `file`.
+pub fn open(
+    file: &Path,
+    pick: Option<&crate::LayoutPick>,
+    platform: &whittle_image::Platform,
+) -> Result<Image> {
     let (store, index_json, location) = open_store(file)?;
-    layout::select_image(store, &index_json, tag, &location, platform)
+    layout::select_image(store, &index_json, pick, &location, platform)
 }
 
 /// The archive as a blob store, its `index.json`, and its name for messages.

@@ -7,13 +7,41 @@ use crate::{Error, Result};
 
 /// The forms whittle accepts, for error messages.
 pub const ACCEPTED: &str = "accepted forms:
-  oci:DIR[:TAG]               an OCI image layout directory
-  oci-archive:FILE[:TAG]      a tar of an OCI image layout
+  oci:DIR[:TAG|@DIGEST]       an OCI image layout directory
+  oci-archive:FILE[:TAG|@DIGEST]   a tar of an OCI image layout
   docker-archive:FILE[:REF]   a `docker save` tar (legacy or Docker 25+ layout)
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]   an image in a registry (OCI distribution API)
   docker-container:ID|NAME    a container's state: its image plus what changed in it (source only)
   docker-daemon:NAME[:TAG]    an image in the local Docker Engine (DOCKER_HOST or /var/run/docker.sock)
   dir:ROOTFS                  a directory, as a one-layer image (source only)";
+
+/// What picks one image out of an OCI layout's `index.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutPick {
+    /// The entry annotated `org.opencontainers.image.ref.name` = this.
+    Tag(String),
+    /// The entry with this digest (reading only).
+    Digest(whittle_image::Digest),
+}
+
+impl LayoutPick {
+    /// The tag, if this picks by tag.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            LayoutPick::Tag(t) => Some(t),
+            LayoutPick::Digest(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for LayoutPick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutPick::Tag(t) => write!(f, ":{t}"),
+            LayoutPick::Digest(d) => write!(f, "@{d}"),
+        }
+    }
+}
 
 /// Where an image is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,15 +50,15 @@ pub enum ImageRef {
     Oci {
         /// The layout directory.
         dir: PathBuf,
-        /// `org.opencontainers.image.ref.name`.
-        tag: Option<String>,
+        /// A tag or digest in it.
+        pick: Option<LayoutPick>,
     },
     /// A tar of an OCI layout.
     OciArchive {
         /// The tar file.
         file: PathBuf,
-        /// `org.opencontainers.image.ref.name`.
-        tag: Option<String>,
+        /// A tag or digest in it.
+        pick: Option<LayoutPick>,
     },
     /// A `docker save` tar.
     DockerArchive {
@@ -88,8 +116,24 @@ fn split_path(input: &str, rest: &str) -> Result<(PathBuf, Option<String>)> {
     Ok((PathBuf::from(path), suffix))
 }
 
-fn check_tag(input: &str, tag: &Option<String>) -> Result<()> {
-    if let Some(t) = tag {
+/// `PATH[:TAG]` or `PATH@sha256:HEX` of the layout transports.
+fn split_layout(input: &str, rest: &str) -> Result<(PathBuf, Option<LayoutPick>)> {
+    if let Some(at) = rest.rfind("@sha256:") {
+        let (path, digest) = (&rest[..at], &rest[at + 1..]);
+        if path.is_empty() {
+            return Err(Error::BadReference {
+                input: input.into(),
+                reason: "the path is empty".into(),
+            });
+        }
+        let digest = digest.parse().map_err(|e| Error::BadReference {
+            input: input.into(),
+            reason: format!("{digest:?} is not a valid digest: {e}"),
+        })?;
+        return Ok((PathBuf::from(path), Some(LayoutPick::Digest(digest))));
+    }
+    let (path, tag) = split_path(input, rest)?;
+    if let Some(t) = &tag {
         if t.contains('/') || t.contains(char::is_whitespace) || t.contains('@') {
             return Err(Error::BadReference {
                 input: input.into(),
@@ -97,7 +141,7 @@ fn check_tag(input: &str, tag: &Option<String>) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok((path, tag.map(LayoutPick::Tag)))
 }
 
 impl ImageRef {
@@ -106,13 +150,13 @@ impl ImageRef {
     pub fn relative_to(self, base: &Path) -> ImageRef {
         let rebase = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         match self {
-            ImageRef::Oci { dir, tag } => ImageRef::Oci {
+            ImageRef::Oci { dir, pick } => ImageRef::Oci {
                 dir: rebase(dir),
-                tag,
+                pick,
             },
-            ImageRef::OciArchive { file, tag } => ImageRef::OciArchive {
+            ImageRef::OciArchive { file, pick } => ImageRef::OciArchive {
                 file: rebase(file),
-                tag,
+                pick,
             },
             ImageRef::DockerArchive { file, reference } => ImageRef::DockerArchive {
                 file: rebase(file),
@@ -136,14 +180,12 @@ impl std::str::FromStr for ImageRef {
         };
         match transport {
             "oci" => {
-                let (dir, tag) = split_path(input, rest)?;
-                check_tag(input, &tag)?;
-                Ok(ImageRef::Oci { dir, tag })
+                let (dir, pick) = split_layout(input, rest)?;
+                Ok(ImageRef::Oci { dir, pick })
             }
             "oci-archive" => {
-                let (file, tag) = split_path(input, rest)?;
-                check_tag(input, &tag)?;
-                Ok(ImageRef::OciArchive { file, tag })
+                let (file, pick) = split_layout(input, rest)?;
+                Ok(ImageRef::OciArchive { file, pick })
             }
             "docker-archive" => {
                 let (file, reference) = split_path(input, rest)?;
@@ -219,16 +261,18 @@ impl std::str::FromStr for ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let with = |f: &mut fmt::Formatter<'_>, t: &str, p: &PathBuf, s: &Option<String>| match s {
-            Some(s) => write!(f, "{t}:{}:{s}", p.display()),
-            None => write!(f, "{t}:{}", p.display()),
-        };
+        let with =
+            |f: &mut fmt::Formatter<'_>, t: &str, p: &PathBuf, s: &Option<LayoutPick>| match s {
+                Some(s) => write!(f, "{t}:{}{s}", p.display()),
+                None => write!(f, "{t}:{}", p.display()),
+            };
         match self {
-            ImageRef::Oci { dir, tag } => with(f, "oci", dir, tag),
-            ImageRef::OciArchive { file, tag } => with(f, "oci-archive", file, tag),
-            ImageRef::DockerArchive { file, reference } => {
-                with(f, "docker-archive", file, reference)
-            }
+            ImageRef::Oci { dir, pick } => with(f, "oci", dir, pick),
+            ImageRef::OciArchive { file, pick } => with(f, "oci-archive", file, pick),
+            ImageRef::DockerArchive { file, reference } => match reference {
+                Some(r) => write!(f, "docker-archive:{}:{r}", file.display()),
+                None => write!(f, "docker-archive:{}", file.display()),
+            },
             ImageRef::Docker(r) => write!(f, "{r}"),
             ImageRef::DockerDaemon { name } => write!(f, "docker-daemon:{name}"),
             ImageRef::DockerContainer { id } => write!(f, "docker-container:{id}"),
@@ -247,9 +291,20 @@ mod tests {
             "oci:/tmp/x:latest".parse::<ImageRef>().unwrap(),
             ImageRef::Oci {
                 dir: "/tmp/x".into(),
-                tag: Some("latest".into())
+                pick: Some(LayoutPick::Tag("latest".into()))
             }
         );
+        let hex = "a".repeat(64);
+        let by_digest = format!("oci:/tmp/x@y@sha256:{hex}");
+        let parsed = by_digest.parse::<ImageRef>().unwrap();
+        assert_eq!(
+            parsed,
+            ImageRef::Oci {
+                dir: "/tmp/x@y".into(),
+                pick: Some(LayoutPick::Digest(format!("sha256:{hex}").parse().unwrap()))
+            }
+        );
+        assert_eq!(parsed.to_string(), by_digest);
         assert_eq!(
             "docker-archive:a.tar:nginx:1.25"
                 .parse::<ImageRef>()
@@ -292,6 +347,8 @@ mod tests {
             "dir:",
             "docker-daemon:",
             "docker-daemon:a b",
+            "oci:d@sha256:abc",
+            "oci-archive:@sha256:0000000000000000000000000000000000000000000000000000000000000000",
         ] {
             let e = bad.parse::<ImageRef>().unwrap_err().to_string();
             assert!(
