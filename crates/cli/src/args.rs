@@ -83,10 +83,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Run-configuration flags (they apply to any source; `dir:` sources start from an empty config).
 #[derive(Args, Debug, Default)]
 pub struct ConfigFlags {
-    /// Set the entrypoint: a JSON array (`["nginx","-g","daemon off;"]`) or words split on spaces.
+    /// Set the entrypoint: a JSON array (`["nginx","-g","daemon off;"]`) or words split as a shell splits them (quotes group).
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Set the default command: a JSON array or words split on spaces.
+    /// Set the default command: a JSON array or words split as a shell splits them.
     #[arg(long, value_name = "CMD")]
     pub cmd: Option<String>,
     /// Set an environment variable (repeatable).

@@ -313,6 +313,48 @@ fn an_oci_layout_image_can_be_picked_by_digest() {
     assert!(!tmp.path().join("new").exists());
 }
 
+/// A program named in the entrypoint's `sh -c` string that is not in the image was
+/// passed over in silence; the image then failed at run time.
+#[test]
+fn a_missing_program_in_a_shell_string_is_reported() {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        eprintln!("skipped: /bin/busybox (busybox-static) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let slim = |entrypoint: &str, out: &str| {
+        let out = whittle_cmd()
+            .args(["slim", &format!("dir:{}", root.display())])
+            .arg(format!("oci:{}", tmp.path().join(out).display()))
+            .args(["--entrypoint", entrypoint])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = slim(
+        r#"sh -c 'mytool --x && busybox true; "$APP"; echo done'"#,
+        "a",
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("\"mytool\""), "{stderr}");
+    let stderr = slim(r#"sh -c 'exec busybox true'"#, "b");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}
+
 /// Shell completions and a man page come from the same definitions as --help.
 #[test]
 fn completions_and_man_page() {

@@ -257,8 +257,21 @@ impl<'a> Planner<'a> {
                         } else {
                             self.which(&word)
                         };
-                        if let Some(r) = found.filter(|r| matches!(r.kind, NodeKind::File(_))) {
-                            self.keep_resolved(&r, Reason::ArgumentOf(program.clone()), None);
+                        match found.filter(|r| matches!(r.kind, NodeKind::File(_))) {
+                            Some(r) => {
+                                self.keep_resolved(&r, Reason::ArgumentOf(program.clone()), None)
+                            }
+                            None if !is_shell_builtin(&word) => self.warn(format!(
+                                "the entrypoint's `{argv0} -c` string runs {word:?}, which is not \
+                                 in the image (looked in {}): the container will fail when the \
+                                 shell gets there",
+                                if word.contains('/') {
+                                    self.config.workdir.clone()
+                                } else {
+                                    self.config.path_dirs().join(":")
+                                }
+                            )),
+                            None => {}
                         }
                     }
                 }
@@ -695,17 +708,32 @@ fn is_script_interpreter(name: &str) -> bool {
     })
 }
 
+/// Words a POSIX shell (or bash) runs itself: no program need exist for them.
+fn is_shell_builtin(word: &str) -> bool {
+    const BUILTINS: &[&str] = &[
+        "!", ".", ":", "[", "[[", "alias", "bg", "break", "case", "cd", "command", "continue",
+        "declare", "do", "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export",
+        "false", "fg", "fi", "for", "function", "getopts", "hash", "if", "in", "jobs", "kill",
+        "let", "local", "printf", "pwd", "read", "readonly", "return", "select", "set", "shift",
+        "source", "test", "then", "time", "times", "trap", "true", "type", "typeset", "ulimit",
+        "umask", "unalias", "unset", "until", "wait", "while", "{", "}",
+    ];
+    BUILTINS.contains(&word)
+}
+
 /// Commands at the start of each simple command of a `sh -c` string:
-/// `exec nginx -g 'daemon off;' && x=1 foo` gives `nginx`, `foo`.
+/// `exec nginx -g 'daemon off;' && x=1 foo` gives `nginx`, `foo`. Words the shell
+/// computes (`$APP`, `"$@"`, globs) are left out: only a run can tell what they name.
 fn shell_commands(script: &str) -> Vec<String> {
-    // Quoted text is an argument, never a command: replace it with a plain word.
+    // Quoted text is an argument, never a command: replace it with a marker word.
+    const QUOTED: char = '\u{0}';
     let mut unquoted = String::with_capacity(script.len());
     let mut quote = None;
     for c in script.chars() {
         match (quote, c) {
             (None, '\'' | '"') => {
                 quote = Some(c);
-                unquoted.push('Q');
+                unquoted.push(QUOTED);
             }
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
@@ -714,11 +742,16 @@ fn shell_commands(script: &str) -> Vec<String> {
     }
     let mut out = Vec::new();
     for segment in unquoted.split([';', '&', '|', '\n', '(', ')']) {
-        let mut words = segment.split_whitespace().skip_while(|w| {
-            *w == "exec" || *w == "then" || *w == "do" || (w.contains('=') && !w.starts_with('='))
-        });
+        // Keywords and prefixes before the command: `if`, `! foo`, `exec foo`, `A=1 foo`.
+        const LEADERS: &[&str] = &[
+            "exec", "then", "do", "else", "elif", "if", "while", "until", "!", "{", "command",
+        ];
+        let mut words = segment
+            .split_whitespace()
+            .skip_while(|w| LEADERS.contains(w) || (w.contains('=') && !w.starts_with('=')));
         if let Some(w) = words.next() {
-            if !out.iter().any(|o| o == w) {
+            let computed = w.contains([QUOTED, '$', '`', '*', '?', '<', '>']);
+            if !computed && !out.iter().any(|o| o == w) {
                 out.push(w.to_string());
             }
         }
@@ -757,6 +790,15 @@ mod tests {
         assert_eq!(
             shell_commands("A=1 /app/run.sh && echo done | tee /x"),
             ["/app/run.sh", "echo", "tee"]
+        );
+        // Computed commands are not named.
+        assert_eq!(
+            shell_commands("\"$APP\" --x; $HOME/run; exec \"$@\""),
+            [] as [&str; 0]
+        );
+        assert_eq!(
+            shell_commands("if true; then mytool --x; fi"),
+            ["true", "mytool", "fi"]
         );
     }
 }
