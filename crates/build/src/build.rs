@@ -61,6 +61,8 @@ pub struct Built {
 struct Images {
     /// The spec file's directory: relative image paths in the spec are relative to it.
     base: PathBuf,
+    /// Where the spec names each image.
+    places: BTreeMap<String, String>,
     opts: OpenOptions,
     limits: Limits,
     scratch: Arc<Scratch>,
@@ -74,12 +76,17 @@ impl Images {
         if let Some(i) = self.by_ref.get(reference) {
             return Ok(*i);
         }
+        // Where the spec names it, for messages: `FILE:LINE:COL: `.
+        let at = self
+            .places
+            .get(reference)
+            .map_or_else(String::new, |p| format!("{p}: "));
         let r: ImageRef = reference
             .parse::<ImageRef>()
-            .map_err(|e| BuildError::Input(format!("{reference}: {e}")))?
+            .map_err(|e| BuildError::Input(format!("{at}{reference}: {e}")))?
             .relative_to(&self.base);
         let image = whittle_transport::open(&r, &self.opts)
-            .map_err(|e| BuildError::Input(format!("cannot read {reference}: {e}")))?;
+            .map_err(|e| BuildError::Input(format!("{at}cannot read {reference}: {e}")))?;
         self.images.push(image);
         self.flats.push(None);
         let i = self.images.len() - 1;
@@ -212,6 +219,7 @@ pub fn build(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        places: spec.image_places.clone(),
         opts: opts.open.clone(),
         limits: opts.limits.clone(),
         scratch: scratch.clone(),

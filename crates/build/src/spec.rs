@@ -12,7 +12,8 @@ mod snippet;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,9 @@ pub struct Spec {
     pub dir: PathBuf,
     /// The spec's text as read, for hashing.
     pub source: String,
+    /// `FILE:LINE:COL` where each image reference is first written, so that an
+    /// image that cannot be read is reported where it is named.
+    pub image_places: BTreeMap<String, String>,
 }
 
 /// The baseline files added under the layers.
@@ -208,6 +212,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Spec, SpecError> {
         text,
         file,
         canonical_dir: std::fs::canonicalize(&dir),
+        image_places: RefCell::default(),
     };
     let raw: RawSpec = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -238,6 +243,8 @@ struct Cx<'a> {
     text: &'a str,
     file: &'a Path,
     canonical_dir: std::io::Result<PathBuf>,
+    /// Filled as image references are checked.
+    image_places: RefCell<BTreeMap<String, String>>,
 }
 
 type Res<T> = Result<T, SpecError>;
@@ -305,6 +312,7 @@ impl Cx<'_> {
             config: self.config(raw.config)?,
             dir,
             source: self.text.to_owned(),
+            image_places: self.image_places.take(),
         })
     }
 
@@ -323,9 +331,20 @@ impl Cx<'_> {
         }
     }
 
-    /// An image reference, kept as written; only emptiness is checked here.
+    /// An image reference, kept as written (relative paths are resolved against
+    /// the spec's directory when it is opened); its syntax is checked here.
     fn reference(&self, value: Spanned<String>, key: &str) -> Res<String> {
-        self.non_empty(value, key)
+        let span = value.span();
+        let reference = self.non_empty(value, key)?;
+        if let Err(e) = reference.parse::<whittle_transport::ImageRef>() {
+            return Err(self.invalid(span, format!("`{key}`: {e}")));
+        }
+        let place = snippet::locate(self.text, span);
+        self.image_places
+            .borrow_mut()
+            .entry(reference.clone())
+            .or_insert_with(|| format!("{}:{}:{}", self.file.display(), place.line, place.column));
+        Ok(reference)
     }
 
     fn non_empty(&self, value: Spanned<String>, key: &str) -> Res<String> {

@@ -355,6 +355,34 @@ fn a_missing_program_in_a_shell_string_is_reported() {
     assert!(!stderr.contains("warning:"), "{stderr}");
 }
 
+/// An image the spec names that cannot be read is reported at `FILE:LINE:COL`.
+#[test]
+fn a_spec_image_that_cannot_be_read_is_named_where_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("app.toml");
+    std::fs::write(
+        &spec,
+        "# base\nbaseline = \"static\"\nfrom   = \"oci:missing-layout:1\"\n",
+    )
+    .unwrap();
+    let out = whittle_cmd()
+        .arg("build")
+        .arg(&spec)
+        .arg(format!("oci:{}", tmp.path().join("out").display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:10: cannot read oci:missing-layout:1",
+            spec.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}
+
 /// Shell completions and a man page come from the same definitions as --help.
 #[test]
 fn completions_and_man_page() {

@@ -199,8 +199,18 @@ fn full_spec_parses_into_the_expected_structs() {
         },
         dir: dir.clone(),
         source: FULL.into(),
+        image_places: spec.image_places.clone(),
     };
     assert_eq!(spec, expected);
+    let place = &spec.image_places["docker-archive:certs.tar"];
+    let line = FULL
+        .lines()
+        .position(|l| l.contains("docker-archive:certs.tar"))
+        .unwrap();
+    assert!(
+        place.ends_with(&format!("whittle.toml:{}:17", line + 1)),
+        "{place}"
+    );
 }
 
 #[test]
@@ -294,7 +304,7 @@ fn unknown_key_inside_a_layer_is_named_with_its_line() {
 #[test]
 fn unknown_keys_in_steps_files_and_config_are_caught() {
     assert_fails(
-        "[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"x\"\nnet = \"host\"\n",
+        "[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"x\"\nnet = \"host\"\n",
         5,
         "unknown field `net`",
     );
@@ -327,7 +337,7 @@ fn bad_enum_values_list_the_allowed_ones() {
         "expected one of `static`, `base`, `none`",
     );
     assert_fails(
-        "[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"x\"\nnetwork = \"bridge\"\n",
+        "[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"x\"\nnetwork = \"bridge\"\n",
         5,
         "unknown variant `bridge`",
     );
@@ -345,7 +355,8 @@ fn missing_required_keys_are_named() {
 
 #[test]
 fn step_names_are_checked() {
-    let step = |name: &str| format!("[[step]]\nname = \"{name}\"\nimage = \"i\"\nrun = \"x\"\n");
+    let step =
+        |name: &str| format!("[[step]]\nname = \"{name}\"\nimage = \"oci:i\"\nrun = \"x\"\n");
     let dup = format!("{}\n{}", step("a"), step("a"));
     let (line, column, message) = fail(&dup);
     assert_eq!((line, column), (7, 8));
@@ -369,7 +380,7 @@ fn duplicate_layer_names_are_refused() {
 #[test]
 fn empty_run_and_image_are_refused() {
     assert_fails(
-        "[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"  \"\n",
+        "[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"  \"\n",
         4,
         "`run` must not be empty",
     );
@@ -381,7 +392,7 @@ fn empty_run_and_image_are_refused() {
 }
 
 const COMPILE: &str =
-    "[[step]]\nname = \"compile\"\nimage = \"i\"\nrun = \"x\"\noutputs = [\"/out\"]\n";
+    "[[step]]\nname = \"compile\"\nimage = \"oci:i\"\nrun = \"x\"\noutputs = [\"/out\"]\n";
 
 #[test]
 fn file_entries_need_exactly_one_of_step_and_host() {
@@ -448,7 +459,7 @@ fn a_later_step_may_feed_an_earlier_layer_entry() {
 #[test]
 fn relative_in_step_paths_are_refused() {
     let step =
-        |extra: &str| format!("[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"x\"\n{extra}\n");
+        |extra: &str| format!("[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"x\"\n{extra}\n");
     let (line, column, message) = fail(&step("inputs = { \"src\" = \"src\" }"));
     assert_eq!((line, column), (5, 12));
     assert!(
@@ -495,12 +506,12 @@ fn image_and_paths_go_together() {
         "`paths` is set but `image` is not",
     );
     assert_fails(
-        "[[layer]]\nname = \"a\"\nimage = \"x\"\npaths = []\n",
+        "[[layer]]\nname = \"a\"\nimage = \"oci:x\"\npaths = []\n",
         4,
         "at least one path",
     );
     assert_fails(
-        "[[layer]]\nname = \"a\"\nimage = \"x\"\npaths = [\"bin/sh\"]\n",
+        "[[layer]]\nname = \"a\"\nimage = \"oci:x\"\npaths = [\"bin/sh\"]\n",
         4,
         "must be an absolute path",
     );
@@ -575,7 +586,7 @@ fn host_paths_must_exist() {
     assert_eq!((line, column), (3, 19));
     assert!(message.contains("no such file"), "{message}");
     assert_fails(
-        "[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"x\"\ninputs = { \"/src\" = \"nope\" }\n",
+        "[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"x\"\ninputs = { \"/src\" = \"nope\" }\n",
         5,
         "no such file",
     );
@@ -640,7 +651,7 @@ fn a_symlink_out_of_the_spec_directory_is_refused() {
         message.contains("outside the spec's directory"),
         "{message}"
     );
-    let step = "[[step]]\nname = \"a\"\nimage = \"i\"\nrun = \"x\"\ninputs = { \"/etc/passwd\" = \"passwd\" }\n";
+    let step = "[[step]]\nname = \"a\"\nimage = \"oci:i\"\nrun = \"x\"\ninputs = { \"/etc/passwd\" = \"passwd\" }\n";
     let (line, _, message) = fail_in(&project, step);
     assert_eq!(line, 5);
     assert!(message.contains("resolves to /etc/passwd"), "{message}");
@@ -693,4 +704,14 @@ fn paths_are_normalised() {
             to: "/a/b".into()
         }]
     );
+}
+
+#[test]
+fn image_references_are_checked_where_they_are_written() {
+    assert_fails(
+        "from = \"oci:base\"\n[[step]]\nname = \"a\"\nimage = \"nginx:latest\"\nrun = \"x\"\n",
+        4,
+        "\"nginx\" is not a transport",
+    );
+    assert_fails("tzdata_from = \"oci:d:a b\"\n", 1, "not a valid tag");
 }
