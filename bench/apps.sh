@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Traced slims of real applications, side by side in one run: the Debian nginx fixture
 # (tests/fixtures/nginx-image.sh) and the application images of tests/fixtures/app-images.sh
-# (python http.server as pid 1, redis, PostgreSQL 15 with Debian's cluster), each slimmed
+# (python http.server as pid 1, redis, a Node.js express app, a Flask app as a non-root user,
+# a Sinatra app, PostgreSQL 15 with Debian's cluster; each on its own Debian bookworm minbase
+# with only its packages), each slimmed
 # with the probe a user would give it. Prints, per application, the median wall time of the
 # whole slim (read, unpack, run traced, probe, stop, plan, write), the sandbox run alone, and
 # the sizes before and after.
@@ -50,5 +52,8 @@ done <<EOF
 nginx|$nginx_fx/nginx.tar|--http-probe 80/
 python|$apps_fx/python.tar|--http-probe 8000/
 redis|$apps_fx/redis.tar|--exec-probe 'redis-cli ping'
+node|$apps_fx/node.tar|--http-probe 3000/
+flask|$apps_fx/flask.tar|--http-probe 5000/
+sinatra|$apps_fx/sinatra.tar|--http-probe 4567/
 postgresql|$apps_fx/postgres.tar|--probe-script $work/sql.sh
 EOF

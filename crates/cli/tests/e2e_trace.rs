@@ -15,7 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::docker_e2e::{
-    docker, docker_ok, reference, serve_and_fetch, sha256_file, skip_or_panic, DockerCleanup,
+    docker, docker_ok, reference, serve_and_fetch, serve_and_fetch_on, sha256_file, skip_or_panic,
+    DockerCleanup,
 };
 use common::slim_e2e::{
     app_fixtures, docker_load, docker_run_offline, read_report, run_whittle, tempdir,
@@ -950,4 +951,75 @@ fn redis_with_an_exec_probe_passes_every_cold_run() {
         );
         fs::remove_dir_all(&out).unwrap();
     }
+}
+
+/// A web application of tests/fixtures/app-images.sh slimmed with an HTTP probe on its
+/// port: the probe's answer is in the log, and the output serves the same page in Docker.
+/// Returns the slim's run (None: skipped, already said why).
+fn web_app_slims_and_serves_in_docker(name: &str, port: u16, extra: &[&str]) -> Option<Run> {
+    let (Some(_), Some(apps)) = (setup(), app_fixtures()) else {
+        return None;
+    };
+    let dir = tempdir();
+    let out = dir.path().join(format!("{name}-slim.tar"));
+    let tag = format!("whittle-test/{name}-slim:latest");
+    let mut cleanup = DockerCleanup::default();
+    fresh(&tag, &mut cleanup);
+    let run = slim(
+        &reference("docker-archive", &apps.join(format!("{name}.tar")), None),
+        &out,
+        &tag,
+        &[&["--http-probe", &format!("{port}/"), "--verify"], extra].concat(),
+    );
+    let want = format!("served by {name}");
+    assert!(
+        run.stderr()
+            .contains(&format!("probe GET :{port}/: HTTP 200")),
+        "{}",
+        run.describe()
+    );
+    let before = fs::metadata(apps.join(format!("{name}.tar")))
+        .unwrap()
+        .len();
+    let after = fs::metadata(&out).unwrap().len();
+    assert!(
+        after * 2 < before,
+        "{name}: slimmed to {after} bytes from {before}: {}",
+        run.describe()
+    );
+    docker_load(&out, &tag);
+    let body = serve_and_fetch_on(&tag, port, &mut cleanup)?;
+    assert_eq!(
+        body.trim(),
+        want,
+        "{name}: the slimmed image answers otherwise"
+    );
+    Some(run)
+}
+
+/// Node.js's SIGTERM handler resets itself and re-raises the signal, which pid 1 of a
+/// pid namespace cannot die of: the run must not wait the stop timeout for it.
+#[test]
+fn a_node_express_app_slims_and_serves_in_docker() {
+    let Some(run) = web_app_slims_and_serves_in_docker("node", 3000, &["--stop-timeout", "60"])
+    else {
+        return;
+    };
+    assert!(
+        run.stderr().contains("dropped it on receiving it"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// Flask runs as the non-root user app, and its page is readable only through the
+/// supplementary group that /etc/group gives app: a run that dropped it would fail.
+#[test]
+fn a_flask_app_as_a_non_root_user_slims_and_serves_in_docker() {
+    web_app_slims_and_serves_in_docker("flask", 5000, &[]);
+}
+
+#[test]
+fn a_sinatra_app_slims_and_serves_in_docker() {
+    web_app_slims_and_serves_in_docker("sinatra", 4567, &[]);
 }

@@ -65,8 +65,9 @@ pub struct RunOutcome {
     /// Whether it had to be killed after the stop timeout.
     pub killed: bool,
     /// Whether the stop signal could not stop it: the sandbox's pid 1 has no handler
-    /// for it (pid 1 of a pid namespace ignores signals it does not catch), so it was
-    /// killed after a short grace instead of the whole stop timeout.
+    /// for it, or dropped the handler on receiving it (pid 1 of a pid namespace ignores
+    /// signals it does not catch), so it was killed after a short grace instead of the
+    /// whole stop timeout.
     pub stop_ignored: bool,
     /// Each probe, in order.
     pub probes: Vec<ProbeResult>,
@@ -415,12 +416,31 @@ pub fn run(sandbox: Sandbox, opts: &RunOptions) -> Result<RunOutcome, TraceError
         // Read before the signal: a handler installed later cannot matter.
         stop_ignored = opts.stop_signal != libc::SIGKILL && !catches(pid1, opts.stop_signal);
         run.send(Command::Signal(opts.stop_signal));
-        let wait = if stop_ignored {
-            STOP_IGNORED_GRACE.min(opts.stop_timeout)
-        } else {
-            opts.stop_timeout
-        };
-        if !run.wait_exit(wait) {
+        let mut deadline = Instant::now()
+            + if stop_ignored {
+                STOP_IGNORED_GRACE.min(opts.stop_timeout)
+            } else {
+                opts.stop_timeout
+            };
+        let mut exited = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if run.wait_exit(left.min(STOP_POLL)) {
+                exited = true;
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // A handler that resets itself and re-raises the signal (Node.js does) leaves
+            // pid 1 with the default action, which the kernel ignores for it: it asked to
+            // end and cannot, so it gets the short grace too.
+            if !stop_ignored && !catches(pid1, opts.stop_signal) {
+                stop_ignored = true;
+                deadline = deadline.min(Instant::now() + STOP_IGNORED_GRACE);
+            }
+        }
+        if !exited {
             killed = true;
             run.send(Command::Signal(libc::SIGKILL));
             run.wait_exit(Duration::from_secs(3600));
@@ -468,6 +488,9 @@ impl Drop for RemovedAtEnd {
 /// How long a tree whose pid 1 ignores the stop signal may finish in-flight work
 /// before it is killed.
 const STOP_IGNORED_GRACE: Duration = Duration::from_millis(250);
+
+/// How often, while waiting for the stop signal to end the run, pid 1's handler is looked at.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Whether `pid` has a handler for `sig` (`SigCgt` of `/proc/PID/status`). When
 /// unsure, yes: then the whole stop timeout applies, as before.

@@ -429,8 +429,9 @@ pub fn describe(label: &str, o: &RunOutcome) {
     }
     let how = match (o.exit, o.stopped, o.killed) {
         (Some(e), _, true) if o.stop_ignored => format!(
-            "{e}: its pid 1 has no handler for the stop signal (pid 1 of a pid namespace \
-             ignores it), so it was killed after a short grace, not the stop timeout"
+            "{e}: its pid 1 has no handler for the stop signal, or dropped it on receiving \
+             it (pid 1 of a pid namespace ignores a signal it does not handle), so it was \
+             killed after a short grace, not the stop timeout"
         ),
         (Some(e), _, true) => format!("{e}, killed after the stop timeout"),
         (Some(e), true, false) => format!("{e} after the stop signal"),

@@ -330,31 +330,41 @@ pub mod docker_e2e {
         )
     }
 
-    fn host_port_80_free() -> bool {
-        TcpListener::bind(("0.0.0.0", 80)).is_ok()
+    fn host_port_free(port: u16) -> bool {
+        TcpListener::bind(("0.0.0.0", port)).is_ok()
             && TcpStream::connect_timeout(
-                &SocketAddr::from(([127, 0, 0, 1], 80)),
+                &SocketAddr::from(([127, 0, 0, 1], port)),
                 Duration::from_millis(300),
             )
             .is_err()
     }
 
     /// Runs `image` (its own CMD) detached and fetches `http://<container>:80/`.
-    /// Uses the default bridge network (container IP); if the bridge is unusable on this
-    /// machine, falls back to `--network host` when the host's port 80 is free.
     /// Containers are registered in `cleanup`. `None`: skipped (already reported).
     pub fn serve_and_fetch(image: &str, cleanup: &mut DockerCleanup) -> Option<String> {
+        serve_and_fetch_on(image, 80, cleanup)
+    }
+
+    /// Runs `image` (its own CMD) detached and fetches `http://<container>:PORT/`.
+    /// Uses the default bridge network (container IP); if the bridge is unusable on this
+    /// machine, falls back to `--network host` when the host's PORT is free.
+    /// Containers are registered in `cleanup`. `None`: skipped (already reported).
+    pub fn serve_and_fetch_on(
+        image: &str,
+        port: u16,
+        cleanup: &mut DockerCleanup,
+    ) -> Option<String> {
         let cid = docker_ok(["run", "-d", image]);
         cleanup.containers.push(cid.clone());
         let ip = docker_ok(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &cid]);
         let bridge_err = match ip.parse::<std::net::IpAddr>() {
-            Ok(ip) => match http_get(SocketAddr::new(ip, 80), Duration::from_secs(10)) {
+            Ok(ip) => match http_get(SocketAddr::new(ip, port), Duration::from_secs(20)) {
                 Ok(body) => return Some(body),
                 Err(e) => e,
             },
             Err(_) => format!("container has no bridge IP address ({ip:?})"),
         };
-        // Did nginx die? Then it is the image, not the network.
+        // Did the server die? Then it is the image, not the network.
         let running = docker_ok(["inspect", "-f", "{{.State.Running}}", &cid]);
         assert_eq!(
             running,
@@ -365,22 +375,22 @@ pub mod docker_e2e {
         eprintln!("bridge network unusable ({bridge_err}); falling back to --network host");
         let diag = container_diagnostics(&cid);
         docker(["rm", "-f", &cid]);
-        if !host_port_80_free() {
+        if !host_port_free(port) {
             skip_or_panic(&format!(
-                "the docker bridge network is unusable ({bridge_err}) and the host's port 80 \
-                 is busy, so nginx in {image} cannot be reached\n{diag}"
+                "the docker bridge network is unusable ({bridge_err}) and the host's port {port} \
+                 is busy, so the server in {image} cannot be reached\n{diag}"
             ));
             return None;
         }
         let cid = docker_ok(["run", "-d", "--network", "host", image]);
         cleanup.containers.push(cid.clone());
         match http_get(
-            SocketAddr::from(([127, 0, 0, 1], 80)),
-            Duration::from_secs(10),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(20),
         ) {
             Ok(body) => Some(body),
             Err(e) => panic!(
-                "nginx in {image} (--network host) not reachable on 127.0.0.1:80: {e}\n{}",
+                "the server in {image} (--network host) not reachable on 127.0.0.1:{port}: {e}\n{}",
                 container_diagnostics(&cid)
             ),
         }
