@@ -44,4 +44,9 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   echo "test: the sandbox, trace and build tests again as an ordinary user" >&2
   scripts/test-rootless.sh || status=1
 fi
+# Every documented command, as written (README, docs/CLI.md, examples/).
+if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
+  echo "test: the documented examples, as written" >&2
+  scripts/doc-examples.sh || status=1
+fi
 exit $status

@@ -497,3 +497,56 @@ fn inspect_shows_the_run_configuration() {
     assert_eq!(report["config"]["Env"][1], "MODE=prod", "{report}");
     assert!(report.get("history").is_some(), "{report}");
 }
+
+/// The README's `whittle copy docker-archive:nginx.tar oci:out/nginx:latest` in a fresh
+/// directory: a layout's missing parents are made (as skopeo does), and a write that fails
+/// removes them again; an archive's directory must exist, and the error says which.
+#[test]
+fn an_oci_layout_gets_its_missing_parents_and_a_failed_write_leaves_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("f"), "x").unwrap();
+    let src = format!("dir:{}", rootfs.display());
+    let out = whittle_cmd()
+        .args([
+            "copy",
+            &src,
+            &format!("oci:{}/out/deep/app:1", tmp.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.path().join("out/deep/app/index.json").is_file());
+    // A source whose layer is corrupt fails while the layout is written: the parents
+    // made for it are gone again.
+    let blobs = tmp.path().join("out/deep/app/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let out = whittle_cmd()
+        .args([
+            "copy",
+            &format!("oci:{}/out/deep/app:1", tmp.path().display()),
+            &format!("oci:{}/new/dir/app:1", tmp.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!tmp.path().join("new").exists());
+}

@@ -246,15 +246,27 @@ fn write_blobs(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if !parent.is_dir() {
-        return Err(Error::invalid(parent.display(), "no such directory"));
-    }
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
-        .permissions(crate::output_dir_mode())
-        .tempdir_in(parent)
-        .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
-    let digest = write_into(staging.path(), tag, top, blobs, limits)?;
+    // Missing parents are made, as `mkdir -p` (and skopeo) would, and removed again
+    // when the write fails, so that a failed write leaves nothing behind.
+    let made = make_parents(parent)?;
+    let staged = (|| {
+        let staging = tempfile::Builder::new()
+            .prefix(&format!("{}layout-", whittle_image::temp_prefix()))
+            .permissions(crate::output_dir_mode())
+            .tempdir_in(parent)
+            .map_err(|e| Error::io("cannot create a temporary directory in", parent, e))?;
+        let digest = write_into(staging.path(), tag, top, blobs, limits)?;
+        Ok((staging, digest))
+    })();
+    let (staging, digest) = match staged {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(top) = made {
+                let _ = fs::remove_dir_all(top);
+            }
+            return Err(e);
+        }
+    };
     let staged = staging.keep();
     fs::rename(&staged, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&staged);
@@ -264,4 +276,20 @@ fn write_blobs(
         let _ = f.sync_all();
     }
     Ok(digest)
+}
+
+/// Makes `dir` and its missing parents; returns the topmost directory it made.
+fn make_parents(dir: &Path) -> Result<Option<PathBuf>> {
+    if dir.is_dir() {
+        return Ok(None);
+    }
+    let mut top = dir;
+    while let Some(up) = top.parent() {
+        if up.as_os_str().is_empty() || up.is_dir() {
+            break;
+        }
+        top = up;
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    Ok(Some(top.to_path_buf()))
 }

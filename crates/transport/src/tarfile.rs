@@ -247,6 +247,13 @@ impl ArchiveWriter {
                 "is a directory, not an archive file",
             ));
         }
+        // As cp and tar: an archive goes into a directory that exists.
+        if !parent.is_dir() {
+            return Err(Error::invalid(
+                dest.display(),
+                format!("its directory {} does not exist", parent.display()),
+            ));
+        }
         let temp = tempfile::Builder::new()
             .prefix(&whittle_image::temp_prefix())
             .suffix(".tar.tmp")
