@@ -1097,3 +1097,114 @@ fn tls_registry_with_cert_dir() {
     let got = ok(&["--tls-verify=false", "inspect", "--json", &dst], &[]);
     assert!(got.contains(&src.manifest_digest));
 }
+
+/// Where blobs are kept as given (an OCI layout, a registry), a copy from a `docker save`
+/// archive compresses the layers, as skopeo and docker push do: gzip media types, blobs
+/// that gunzip to the diff_ids; `--compression none` keeps them plain; an OCI layout
+/// copied again keeps its gzip blobs byte for byte; and Docker pulls the pushed image
+/// from the registry and runs it.
+#[test]
+fn copies_into_blob_stores_are_compressed_by_default() {
+    let Some(fx) = fixture() else { return };
+    if !require_tools(&["docker"]) {
+        return;
+    }
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = format!("docker-archive:{}", fx.join("nginx.tar").display());
+    let gz = tmp.path().join("gz");
+    ok(&["copy", &archive, &format!("oci:{}:x", gz.display())], &[]);
+    let image = oci_image(&gz, "x");
+    let diff_ids = image.diff_ids();
+    assert_eq!(image.layers().len(), diff_ids.len());
+    for (layer, diff_id) in image.layers().iter().zip(&diff_ids) {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{layer}"
+        );
+        let blob = read_blob(&gz, layer["digest"].as_str().unwrap());
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut plain)
+            .expect("the layer blob gunzips");
+        assert_eq!(
+            &format!("sha256:{}", common::docker_e2e::sha256_hex(&plain)),
+            diff_id
+        );
+        assert!(blob.len() < plain.len());
+    }
+
+    let plain = tmp.path().join("plain");
+    ok(
+        &[
+            "copy",
+            &archive,
+            &format!("oci:{}:x", plain.display()),
+            "--compression",
+            "none",
+        ],
+        &[],
+    );
+    let image = oci_image(&plain, "x");
+    for (layer, diff_id) in image.layers().iter().zip(&diff_ids) {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar",
+            "{layer}"
+        );
+        assert_eq!(layer["digest"].as_str(), Some(diff_id.as_str()));
+    }
+
+    let again = tmp.path().join("again");
+    let first = oci_image(&gz, "x");
+    let copied = ok(
+        &[
+            "copy",
+            &format!("oci:{}:x", gz.display()),
+            &format!("oci:{}:x", again.display()),
+        ],
+        &[],
+    );
+    assert_eq!(
+        copied, first.manifest_digest,
+        "oci -> oci keeps the manifest"
+    );
+    for layer in first.layers() {
+        let d = layer["digest"].as_str().unwrap();
+        assert!(
+            read_blob(&again, d) == read_blob(&gz, d),
+            "blob {d} changed"
+        );
+    }
+
+    // Pushed from the archive: the registry holds gzip layers, and Docker runs them.
+    let dst = reg.reference("compressed/nginx:v1");
+    ok(&["copy", &archive, &dst], &[]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", &dst], &[])).unwrap();
+    for layer in inspect["layers"].as_array().unwrap() {
+        assert!(
+            layer["media_type"].as_str().unwrap().ends_with("+gzip"),
+            "{layer}"
+        );
+        assert!(
+            layer["compressed_size"].as_u64() < layer["uncompressed_size"].as_u64(),
+            "{layer}"
+        );
+    }
+    let pulled = format!("{}/compressed/nginx:v1", reg.host);
+    let mut cleanup = DockerCleanup::default();
+    cleanup.images.push(pulled.clone());
+    let out = docker(["pull", "-q", &pulled]);
+    assert!(
+        out.status.success(),
+        "docker pull {pulled}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serve_and_fetch(&pulled, &mut cleanup)
+            .as_deref()
+            .map(str::trim),
+        Some(PAGE)
+    );
+}

@@ -94,16 +94,17 @@ fn a_closed_stdout_ends_quietly() {
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::write(rootfs.join("etc/hello"), "hi\n").unwrap();
     for args in [vec!["inspect", "--json"], vec!["inspect"]] {
-        let mut child = whittle_cmd()
+        // The reader is gone before whittle starts, so that its first write fails
+        // however fast it runs.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = whittle_cmd()
             .args(&args)
             .arg(format!("dir:{}", rootfs.display()))
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        // The reader goes away before whittle writes a byte.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");

@@ -81,16 +81,39 @@ pub fn reconfigure(image: &Image, opts: &MutateOptions) -> Result<Image> {
 /// Re-encodes every layer not already in `opts.compression` (several layers at
 /// once, one per core); other layers keep their blobs. Config overrides apply too.
 pub fn recompress(image: &Image, scratch: &Arc<Scratch>, opts: &MutateOptions) -> Result<Image> {
+    reencode_where(image, scratch, opts, |c| c != opts.compression)
+}
+
+/// Compresses the layers stored uncompressed with `opts.compression`, as skopeo does
+/// when it writes to a store of blobs; compressed layers keep their blobs byte for byte.
+/// Config overrides apply too.
+pub fn compress_plain(
+    image: &Image,
+    scratch: &Arc<Scratch>,
+    opts: &MutateOptions,
+) -> Result<Image> {
+    reencode_where(image, scratch, opts, |c| {
+        c == Compression::None && opts.compression != Compression::None
+    })
+}
+
+/// Re-encodes, in `opts.compression`, the layers whose compression `wanted` picks.
+fn reencode_where(
+    image: &Image,
+    scratch: &Arc<Scratch>,
+    opts: &MutateOptions,
+    wanted: impl Fn(Compression) -> bool + Sync,
+) -> Result<Image> {
     let mut changed = false;
     for layer in &image.layers {
-        changed |= layer.compression()? != opts.compression;
+        changed |= wanted(layer.compression()?);
     }
     if !changed {
         return reconfigure(image, opts);
     }
     let layers = crate::parallel::map_indexed(image.layers.len(), crate::parallel::cores(), |i| {
         let layer = &image.layers[i];
-        if layer.compression()? == opts.compression {
+        if !wanted(layer.compression()?) {
             return Ok(layer.clone());
         }
         adopt(scratch, reencode(layer, scratch, opts)?)

@@ -206,10 +206,19 @@ pub fn output_parent(r: &ImageRef) -> PathBuf {
         ImageRef::OciArchive { file, .. } | ImageRef::DockerArchive { file, .. } => file,
         ImageRef::Dir { root } => root,
     };
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    // The nearest directory that exists: a layout's missing parents are made only when
+    // it is written, and an archive's missing directory is reported by its writer.
+    let mut dir = path.parent();
+    while let Some(p) = dir {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        if p.is_dir() {
+            return p.to_path_buf();
+        }
+        dir = p.parent();
     }
+    PathBuf::from(".")
 }
 
 /// Percent-encodes a URL query value (registry and Engine API requests).

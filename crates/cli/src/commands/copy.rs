@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use whittle_image::mutate::{recompress, reconfigure};
+use whittle_image::mutate::{compress_plain, recompress, reconfigure};
 use whittle_image::Compression;
+use whittle_transport::ImageRef;
 
 use super::{mutate_options, open_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
@@ -17,7 +18,9 @@ pub struct CopyArgs {
     /// Where to write it.
     #[arg(value_name = "DST")]
     dst: String,
-    /// Re-encode layers (gzip, zstd or none); without it, layer blobs are copied byte for byte.
+    /// Re-encode layers (gzip, zstd or none). Without it, compressed layer blobs are copied
+    /// byte for byte, and uncompressed ones are gzipped for oci:, oci-archive: and docker://
+    /// (as skopeo does); `--compression none` keeps every layer uncompressed.
     #[arg(long, value_name = "ALGO")]
     compression: Option<Compression>,
     /// Copy every platform of a multi-platform image (the index and all its images, as they are).
@@ -67,10 +70,27 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
             recompress(&image, &scratch_for(&dst)?, &opts)
                 .with_context(|| format!("cannot recompress {src}"))?
         }
+        // A store of blobs (a layout, a registry) gets compressed layers, as skopeo, crane
+        // and docker push give it; blobs that are compressed already stay as they are.
+        None if keeps_blobs(&dst) => {
+            let opts = mutate_options(global, &a.config, Compression::Gzip)?;
+            compress_plain(&image, &scratch_for(&dst)?, &opts)
+                .with_context(|| format!("cannot compress the layers of {src}"))?
+        }
         None => reconfigure(
             &image,
             &mutate_options(global, &a.config, Compression::Gzip)?,
         )?,
     };
     write_output(&dst, &out, global).map(drop)
+}
+
+/// Whether `dst` keeps layer blobs as they are given (so uncompressed ones would stay
+/// uncompressed there): OCI layouts, their archives, registries. `docker save` archives
+/// and the Engine hold uncompressed layers whatever they are given.
+fn keeps_blobs(dst: &ImageRef) -> bool {
+    matches!(
+        dst,
+        ImageRef::Oci { .. } | ImageRef::OciArchive { .. } | ImageRef::Docker(_)
+    )
 }
