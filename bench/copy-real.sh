@@ -77,18 +77,18 @@ row() { # STEP PEER(s rss bytes) WHITTLE(s rss bytes)
     "$1" "$ps" "$pm" "$((pb / 1000000))" "$ws" "$wm" "$((wb / 1000000))" \
     "$(awk -v w="$ws" -v p="$ps" 'BEGIN{print (p > 0) ? w / p : 0}')"
 }
-sk() { skopeo --insecure-policy "$@"; }
+
 
 log "docker-archive -> oci"
-s_oci=$(timed skopeo "$work/s-oci" sk copy -q "docker-archive:$archive" "oci:$work/s-oci:x")
+s_oci=$(timed skopeo "$work/s-oci" skopeo --insecure-policy copy -q "docker-archive:$archive" "oci:$work/s-oci:x")
 w_oci=$(timed whittle "$work/w-oci" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-oci:x")
 w_gz=$(timed whittle-gzip "$work/w-gz" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-gz:x" --compression gzip)
 w_zst=$(timed whittle-zstd "$work/w-zst" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-zst:x" --compression zstd)
 log "oci -> docker-archive"
-s_back=$(timed skopeo "$work/s-back.tar" sk copy -q "oci:$work/s-oci:x" "docker-archive:$work/s-back.tar:bench/real:back")
+s_back=$(timed skopeo "$work/s-back.tar" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "docker-archive:$work/s-back.tar:bench/real:back")
 w_back=$(timed whittle "$work/w-back.tar" "$whittle" -q copy "oci:$work/w-oci:x" "docker-archive:$work/w-back.tar:bench/real:back")
 log "oci -> oci"
-s_oo=$(timed skopeo "$work/s-oo" sk copy -q "oci:$work/s-oci:x" "oci:$work/s-oo:x")
+s_oo=$(timed skopeo "$work/s-oo" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "oci:$work/s-oo:x")
 w_oo=$(timed whittle "$work/w-oo" "$whittle" -q copy "oci:$work/w-oci:x" "oci:$work/w-oo:x")
 log "unpack / squash"
 u_un=$(timed umoci "$work/u-bundle" umoci unpack --image "$work/s-oci:x" "$work/u-bundle")

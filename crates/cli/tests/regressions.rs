@@ -551,3 +551,90 @@ fn an_oci_layout_gets_its_missing_parents_and_a_failed_write_leaves_none() {
     );
     assert!(!tmp.path().join("new").exists());
 }
+
+/// oci -> oci copies each blob (never a hard link: a write into the copy in place must
+/// leave the source as it was); the copies get 0644 under umask 022 and 0600 under 077;
+/// a blob whose bytes do not match its digest is refused and nothing is written.
+#[test]
+fn oci_to_oci_copies_verified_blobs_and_follows_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    // Noise, so that the layer is the largest blob (larger than config and manifest).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(rootfs.join("f"), noise).unwrap();
+    let src = tmp.path().join("src");
+    whittle_with_umask(
+        "022",
+        &[
+            "copy",
+            &format!("dir:{}", rootfs.display()),
+            &format!("oci:{}:1", src.display()),
+        ],
+    );
+    let blobs = |layout: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(layout.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let layer = blobs(&src)
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let name = layer.file_name().unwrap().to_owned();
+    let from = format!("oci:{}:1", src.display());
+
+    let original = std::fs::read(&layer).unwrap();
+    for (umask, mode) in [("022", 0o644), ("077", 0o600)] {
+        let copy = tmp.path().join(format!("copy-{umask}"));
+        whittle_with_umask(
+            umask,
+            &["copy", &from, &format!("oci:{}:1", copy.display())],
+        );
+        let blob = copy.join("blobs/sha256").join(&name);
+        let (a, b) = (
+            std::fs::metadata(&layer).unwrap(),
+            std::fs::metadata(&blob).unwrap(),
+        );
+        assert_ne!(
+            (a.dev(), a.ino()),
+            (b.dev(), b.ino()),
+            "hard-linked to the source"
+        );
+        assert_eq!(b.mode() & 0o777, mode, "umask {umask}");
+        assert_eq!(std::fs::read(&blob).unwrap(), original);
+        // In place, as a careless tool would: the source does not change.
+        std::fs::write(&blob, b"changed").unwrap();
+        assert_eq!(std::fs::read(&layer).unwrap(), original);
+    }
+
+    // Same size, other bytes: refused, and nothing written.
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::remove_file(&layer).unwrap();
+    std::fs::write(&layer, bytes).unwrap();
+    let out = whittle_cmd()
+        .args([
+            "copy",
+            &from,
+            &format!("oci:{}:1", tmp.path().join("bad").display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    assert!(!tmp.path().join("bad").exists());
+}
