@@ -402,7 +402,7 @@ main() {
     warm "$REF_ARCHIVE"
     local -a rows_back=(
         "skopeo copy|peer|$O.oci|skopeo --insecure-policy copy -q --dest-oci-accept-uncompressed-layers docker-archive:$REF_ARCHIVE oci:$O.oci:bench"
-        "whittle copy|whittle|$O.oci|$WHITTLE copy docker-archive:$REF_ARCHIVE oci:$O.oci:bench"
+        "whittle copy|whittle|$O.oci|$WHITTLE copy --compression none docker-archive:$REF_ARCHIVE oci:$O.oci:bench"
     )
     bench_op "docker-archive -> oci" rows_back
 
@@ -505,7 +505,7 @@ verify_outputs() {
     rm -f "$O/w.tar"
 
     log "verify: docker-archive -> oci: whittle and skopeo write the same config and layer blobs"
-    if "$WHITTLE" copy "docker-archive:$REF_ARCHIVE" "oci:$O/w.oci:bench" >/dev/null 2>"$O/err" &&
+    if "$WHITTLE" copy --compression none "docker-archive:$REF_ARCHIVE" "oci:$O/w.oci:bench" >/dev/null 2>"$O/err" &&
         skopeo_ copy -q --dest-oci-accept-uncompressed-layers "docker-archive:$REF_ARCHIVE" "oci:$O/s.oci:bench" >/dev/null 2>>"$O/err"; then
         # the manifests differ only in JSON spelling; compare the blobs they list
         local wl sl

@@ -1126,8 +1126,11 @@ fn copies_into_blob_stores_are_compressed_by_default() {
         );
         let blob = read_blob(&gz, layer["digest"].as_str().unwrap());
         let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut plain)
-            .expect("the layer blob gunzips");
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&blob[..]),
+            &mut plain,
+        )
+        .expect("the layer blob gunzips");
         assert_eq!(
             &format!("sha256:{}", common::docker_e2e::sha256_hex(&plain)),
             diff_id

@@ -1260,7 +1260,7 @@ fn baseline_valid_image_squashes_and_copies() {
             );
         } else {
             let mut tar = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..])
+            flate2::read::MultiGzDecoder::new(&bytes[..])
                 .read_to_end(&mut tar)
                 .unwrap();
             assert_eq!(format!("sha256:{}", sha256_hex(&tar)), layer.diff_id);

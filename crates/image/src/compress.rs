@@ -5,8 +5,10 @@ use std::io::{self, BufReader, Read, Write};
 use crate::pgzip::ParallelGzWriter;
 use crate::Compression;
 
-/// gzip level for written layers: the common default, fixed so that bytes are stable.
-pub const GZIP_LEVEL: u32 = 6;
+/// libdeflate level for written gzip layers, fixed so that bytes are stable. On the real
+/// layers of bench/copy-real.sh it deflates about 2.2 times as fast as zlib's level 6 and
+/// writes within 1 % of its bytes (smaller than skopeo's default).
+pub const GZIP_LEVEL: i32 = 3;
 /// zstd level for written layers.
 pub const ZSTD_LEVEL: i32 = 3;
 

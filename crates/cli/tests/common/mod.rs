@@ -1223,7 +1223,7 @@ pub mod slim_e2e {
         let mut br = BufReader::new(r);
         let head = br.fill_buf().expect("read layer").to_vec();
         let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(br))
+            Box::new(flate2::read::MultiGzDecoder::new(br))
         } else {
             assert!(
                 !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
