@@ -158,6 +158,20 @@ fn container_extract_keeps_what_was_installed() {
         "{}",
         String::from_utf8_lossy(&gcc.stderr)
     );
+    // Scripts: one that runs (executable, on the PATH), and three that never run and
+    // must not pull perl in: a sample in the docs, a maintainer script, a 0644 helper.
+    use std::os::unix::fs::PermissionsExt;
+    let script = |rel: &str, text: &str, mode: u32| {
+        let path = pkg.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    script("usr/local/bin/hello-tool", "#!/bin/sh\necho tool\n", 0o755);
+    let perl = "#!/usr/bin/perl\nexit 0;\n";
+    script("usr/share/doc/hello-whittle/examples/rules", perl, 0o755);
+    script("DEBIAN/postinst", perl, 0o755);
+    script("usr/local/share/hello/helper.pl", perl, 0o644);
     std::fs::write(
         pkg.join("DEBIAN/control"),
         "Package: hello-whittle\nVersion: 1.0\nArchitecture: amd64\nMaintainer: whittle tests <tests@whittle.invalid>\nDescription: a test program\n",
@@ -253,6 +267,27 @@ fn container_extract_keeps_what_was_installed() {
         .unwrap()
         .iter()
         .all(|k| k["path"] != "/usr/bin/apt"));
+    // An executable script brings its interpreter; scripts that never run do not.
+    assert!(
+        r["kept"].as_array().unwrap().iter().any(|k| k["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("interpreter of /usr/local/bin/hello-tool"))),
+        "the tool's /bin/sh"
+    );
+    let perl: Vec<_> = r["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["path"].as_str().is_some_and(|p| p.ends_with("/perl")))
+        .collect();
+    assert!(
+        perl.is_empty(),
+        "perl kept for scripts that never run: {perl:?}"
+    );
+    assert_eq!(
+        reason("/var/lib/dpkg/info/hello-whittle.postinst").as_deref(),
+        Some("added above the base")
+    );
 
     // The whole container state: the deletion is a whiteout.
     whittle_ok([

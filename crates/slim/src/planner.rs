@@ -118,6 +118,8 @@ struct Program {
 struct Work {
     path: String,
     program: Option<Program>,
+    /// Whether its `#!` interpreter is kept: not for a script that nothing runs.
+    follow_script: bool,
 }
 
 /// Builds a keep-set over one image root.
@@ -182,6 +184,7 @@ impl<'a> Planner<'a> {
                 self.queue.push_back(Work {
                     path: resolved.path.clone(),
                     program,
+                    follow_script: true,
                 });
             }
         }
@@ -479,6 +482,7 @@ impl<'a> Planner<'a> {
                             self.queue.push_back(Work {
                                 path,
                                 program: None,
+                                follow_script: true,
                             });
                         }
                     }
@@ -537,9 +541,17 @@ impl<'a> Planner<'a> {
             Some(kind) => {
                 let file = matches!(kind, NodeKind::File(_));
                 if self.keep.insert(path, reason) && file {
+                    // A script runs only if it is executable; one in documentation (a sample
+                    // debian/rules) or the package database (maintainer scripts, which only
+                    // dpkg runs) would pull in make or perl for nothing.
+                    let executable = self
+                        .root
+                        .node(path)
+                        .is_some_and(|n| n.meta.mode & 0o111 != 0);
                     self.queue.push_back(Work {
                         path: path.to_string(),
                         program: None,
+                        follow_script: executable && !never_run(path),
                     });
                 }
             }
@@ -560,7 +572,9 @@ impl<'a> Planner<'a> {
             return;
         };
         if head.starts_with(b"#!") {
-            self.script(&work.path, &head);
+            if work.follow_script {
+                self.script(&work.path, &head);
+            }
         } else if head.starts_with(b"\x7fELF") {
             self.elf(work);
         }
@@ -697,6 +711,19 @@ impl<'a> Planner<'a> {
 }
 
 /// `python3.11`, `perl`, `node`: programs whose first operand is a script to run.
+/// Trees whose files a container never executes: documentation, and the package
+/// database (its maintainer scripts are run by dpkg or apk only).
+fn never_run(path: &str) -> bool {
+    const TREES: [&str; 5] = [
+        "/usr/share/doc/",
+        "/usr/share/man/",
+        "/usr/share/info/",
+        "/var/lib/dpkg/",
+        "/lib/apk/db/",
+    ];
+    TREES.iter().any(|t| path.starts_with(t))
+}
+
 fn is_script_interpreter(name: &str) -> bool {
     [
         "python", "perl", "ruby", "node", "nodejs", "php", "lua", "tclsh", "Rscript",
