@@ -1115,7 +1115,14 @@ fn copies_into_blob_stores_are_compressed_by_default() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = format!("docker-archive:{}", fx.join("nginx.tar").display());
     let gz = tmp.path().join("gz");
-    ok(&["copy", &archive, &format!("oci:{}:x", gz.display())], &[]);
+    let out = run(&["copy", &archive, &format!("oci:{}:x", gz.display())], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // It says so, and how to have them otherwise.
+    assert!(
+        stderr.contains("gzipping 2 uncompressed layers") && stderr.contains("--compression none"),
+        "{stderr}"
+    );
     let image = oci_image(&gz, "x");
     let diff_ids = image.diff_ids();
     assert_eq!(image.layers().len(), diff_ids.len());

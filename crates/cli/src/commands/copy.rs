@@ -74,6 +74,19 @@ pub fn run(a: CopyArgs, global: &Global) -> Result<()> {
         // and docker push give it; blobs that are compressed already stay as they are.
         None if keeps_blobs(&dst) => {
             let opts = mutate_options(global, &a.config, Compression::Gzip)?;
+            let plain = image
+                .layers
+                .iter()
+                .filter(|l| matches!(l.compression(), Ok(Compression::None)))
+                .count();
+            if plain > 0 && !global.quiet {
+                eprintln!(
+                    "gzipping {plain} uncompressed layer{} for {dst}, as skopeo does \
+                     (--compression none keeps them plain; zstd is faster and smaller, \
+                     read by Docker >= 23, containerd >= 1.5 and podman)",
+                    if plain == 1 { "" } else { "s" }
+                );
+            }
             compress_plain(&image, &scratch_for(&dst)?, &opts)
                 .with_context(|| format!("cannot compress the layers of {src}"))?
         }
