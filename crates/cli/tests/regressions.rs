@@ -10,6 +10,17 @@ fn whittle_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_whittle"))
 }
 
+/// `whittle ARGS`, which must succeed (its stderr is the failure message otherwise).
+fn whittle_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::process::Output {
+    let out = whittle_cmd().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "whittle {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `whittle ARGS` under `umask`.
 fn whittle_with_umask(umask: &str, args: &[&str]) {
     let mut script = format!("umask {umask}; exec \"$0\"");
@@ -207,13 +218,9 @@ fn untagged_writes_to_an_oci_layout_never_dead_end() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     let whittle = |args: &[String]| {
-        let out = whittle_cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        String::from_utf8_lossy(&whittle_ok(args).stdout)
+            .trim()
+            .to_string()
     };
     let mut digests = Vec::new();
     for (i, tag) in ["", "", ":named", ""].iter().enumerate() {
@@ -257,31 +264,21 @@ fn an_oci_layout_image_can_be_picked_by_digest() {
         let rootfs = tmp.path().join(tag);
         std::fs::create_dir_all(&rootfs).unwrap();
         std::fs::write(rootfs.join("n"), tag).unwrap();
-        let out = run(&[
+        let out = whittle_ok(&[
             "copy".into(),
             format!("dir:{}", rootfs.display()),
             format!("oci:{}:{tag}", layout.display()),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
     assert_ne!(digests[0], digests[1]);
     for digest in &digests {
         let copy = tmp.path().join(format!("copy-{}", &digest[7..19]));
-        let out = run(&[
+        let out = whittle_ok(&[
             "copy".into(),
             format!("oci:{}@{digest}", layout.display()),
             format!("oci:{}", copy.display()),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
     }
     // Neither tag nor digest: the error names both ways to pick.
@@ -329,17 +326,13 @@ fn a_missing_program_in_a_shell_string_is_reported() {
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
     let slim = |entrypoint: &str, out: &str| {
-        let out = whittle_cmd()
-            .args(["slim", &format!("dir:{}", root.display())])
-            .arg(format!("oci:{}", tmp.path().join(out).display()))
-            .args(["--entrypoint", entrypoint])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = whittle_ok(&[
+            "slim".to_string(),
+            format!("dir:{}", root.display()),
+            format!("oci:{}", tmp.path().join(out).display()),
+            "--entrypoint".to_string(),
+            entrypoint.to_string(),
+        ]);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let stderr = slim(
@@ -509,19 +502,11 @@ fn an_oci_layout_gets_its_missing_parents_and_a_failed_write_leaves_none() {
     std::fs::create_dir_all(&rootfs).unwrap();
     std::fs::write(rootfs.join("f"), "x").unwrap();
     let src = format!("dir:{}", rootfs.display());
-    let out = whittle_cmd()
-        .args([
-            "copy",
-            &src,
-            &format!("oci:{}/out/deep/app:1", tmp.path().display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    whittle_ok(&[
+        "copy",
+        &src,
+        &format!("oci:{}/out/deep/app:1", tmp.path().display()),
+    ]);
     assert!(tmp.path().join("out/deep/app/index.json").is_file());
     // A source whose layer is corrupt fails while the layout is written: the parents
     // made for it are gone again.

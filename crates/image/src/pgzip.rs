@@ -34,7 +34,6 @@ pub struct ParallelGzWriter<W: Write> {
     max_pending: usize,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    level: CompressionLvl,
 }
 
 impl<W: Write> ParallelGzWriter<W> {
@@ -71,7 +70,6 @@ impl<W: Write> ParallelGzWriter<W> {
             max_pending: threads * 3,
             jobs: Some(tx),
             workers,
-            level,
         })
     }
 
@@ -110,16 +108,12 @@ impl<W: Write> ParallelGzWriter<W> {
 
     /// Writes the last block and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if !self.block.is_empty() {
+        // An empty input is one empty member: a gzip file is never zero bytes.
+        if !self.block.is_empty() || !self.wrote {
             self.submit_block()?;
         }
         while !self.pending.is_empty() {
             self.write_oldest()?;
-        }
-        if !self.wrote {
-            // An empty input is one empty member: a gzip file is never zero bytes.
-            let empty = gzip_member(&mut Compressor::new(self.level), &[])?;
-            self.out()?.write_all(&empty)?;
         }
         self.jobs = None;
         for worker in self.workers.drain(..) {

@@ -208,17 +208,10 @@ pub fn output_parent(r: &ImageRef) -> PathBuf {
     };
     // The nearest directory that exists: a layout's missing parents are made only when
     // it is written, and an archive's missing directory is reported by its writer.
-    let mut dir = path.parent();
-    while let Some(p) = dir {
-        if p.as_os_str().is_empty() {
-            break;
-        }
-        if p.is_dir() {
-            return p.to_path_buf();
-        }
-        dir = p.parent();
-    }
-    PathBuf::from(".")
+    path.ancestors()
+        .skip(1)
+        .find(|p| !p.as_os_str().is_empty() && p.is_dir())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Percent-encodes a URL query value (registry and Engine API requests).

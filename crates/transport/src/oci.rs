@@ -280,16 +280,13 @@ fn write_blobs(
 
 /// Makes `dir` and its missing parents; returns the topmost directory it made.
 fn make_parents(dir: &Path) -> Result<Option<PathBuf>> {
-    if dir.is_dir() {
+    let Some(top) = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.is_dir())
+        .last()
+    else {
         return Ok(None);
-    }
-    let mut top = dir;
-    while let Some(up) = top.parent() {
-        if up.as_os_str().is_empty() || up.is_dir() {
-            break;
-        }
-        top = up;
-    }
+    };
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     Ok(Some(top.to_path_buf()))
 }
