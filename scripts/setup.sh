@@ -2,7 +2,8 @@
 # Installs and starts what whittle's tests and demo use, on a fresh Debian 12 machine:
 # Debian's docker.io (dockerd), skopeo, umoci, debootstrap, busybox-static, musl-tools, g++,
 # docker-registry and htpasswd (registry tests), curl, psql (the PostgreSQL test's client),
-# uidmap (newuidmap/newgidmap: the sandbox for ordinary users).
+# uidmap (newuidmap/newgidmap: the sandbox for ordinary users), the OCI runtime spec's schema
+# and python3-jsonschema (seccomp profile checks).
 # Idempotent: installs only what is missing, starts dockerd only if it is not answering.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ for pair in docker:docker.io dockerd:docker.io skopeo:skopeo umoci:umoci deboots
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# Checking seccomp profiles: the OCI runtime spec's JSON schema and Debian's python3 validator.
+[ -f /usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema/config-linux.json ] \
+  || need+=(golang-github-opencontainers-specs-dev)
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 # The docker client alone is not enough: dockerd comes with docker.io.
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

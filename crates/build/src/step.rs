@@ -99,6 +99,7 @@ pub fn run(
         },
         hostname: "whittle-build".into(),
         trace_files: false,
+        record_syscalls: false,
         policy: Policy::docker_default(ids),
         // whittle reads the step's root back. Root gave every owner on the host; an
         // ordinary user leaves the builder image's files its own (root inside the

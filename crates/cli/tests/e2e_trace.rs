@@ -1023,3 +1023,239 @@ fn a_flask_app_as_a_non_root_user_slims_and_serves_in_docker() {
 fn a_sinatra_app_slims_and_serves_in_docker() {
     web_app_slims_and_serves_in_docker("sinatra", 4567, &[]);
 }
+
+/// Where Debian's golang-github-opencontainers-specs-dev puts the runtime spec's schema.
+const OCI_SCHEMA_DIR: &str = "/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema";
+
+/// Validates `profiles` against the OCI runtime spec's seccomp schema; `Err` holds why not.
+fn validate_seccomp_profiles(profiles: &[&Path]) -> Option<Result<(), String>> {
+    let validator =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tools/validate-seccomp-profile.py");
+    let python = Path::new("/usr/bin/python3");
+    let has_jsonschema = std::process::Command::new(python)
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !Path::new(OCI_SCHEMA_DIR).is_dir() || !has_jsonschema {
+        skip_or_panic(
+            "the OCI runtime spec's schema (golang-github-opencontainers-specs-dev) or \
+             python3-jsonschema is missing (scripts/setup.sh installs them)",
+        );
+        return None;
+    }
+    let out = std::process::Command::new(python)
+        .arg(&validator)
+        .arg(OCI_SCHEMA_DIR)
+        .args(profiles)
+        .output()
+        .expect("run the schema validator");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+}
+
+/// The names a profile allows (unconditionally or with argument conditions).
+fn allowed_calls(profile: &Path) -> Vec<String> {
+    let p: serde_json::Value = serde_json::from_slice(&fs::read(profile).unwrap()).unwrap();
+    p["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().unwrap().iter())
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The traced run records every system call: the profile it writes is valid for the
+/// OCI runtime spec, allows what nginx did (accept4: the probe's connection) and not
+/// what it never did, and the slimmed nginx serves its page in Docker under it.
+#[test]
+fn nginx_slimmed_with_a_seccomp_profile_serves_under_it_in_docker() {
+    let Some((nginx, _)) = setup() else {
+        return;
+    };
+    let dir = tempdir();
+    let out = dir.path().join("out.tar");
+    let profile = dir.path().join("nginx.seccomp.json");
+    let tag = "whittle-test/trace-nginx-seccomp:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    let src = reference("docker-archive", &nginx.join("nginx.tar"), None);
+    let run = slim(
+        &src,
+        &out,
+        tag,
+        &[
+            "--http-probe",
+            "80/",
+            "--seccomp-profile",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.stderr().contains("seccomp profile: ") && profile.is_file(),
+        "{}",
+        run.describe()
+    );
+    let Some(valid) = validate_seccomp_profiles(&[&profile]) else {
+        return;
+    };
+    valid.unwrap_or_else(|e| panic!("the profile is not valid for the OCI runtime spec: {e}"));
+    // The validator does reject what the schema does not allow.
+    let broken = dir.path().join("broken.json");
+    fs::write(
+        &broken,
+        fs::read_to_string(&profile)
+            .unwrap()
+            .replace("SCMP_ACT_ALLOW", "SCMP_ACT_PERMIT"),
+    )
+    .unwrap();
+    assert!(validate_seccomp_profiles(&[&broken]).is_some_and(|r| r.is_err()));
+
+    let allowed = allowed_calls(&profile);
+    for call in ["accept4", "execve", "openat", "sendfile", "clone"] {
+        assert!(
+            allowed.iter().any(|c| c == call),
+            "{call} not allowed: {allowed:?}"
+        );
+    }
+    for call in [
+        "mount",
+        "ptrace",
+        "unshare",
+        "reboot",
+        "sysinfo_never",
+        "kexec_load",
+    ] {
+        assert!(!allowed.iter().any(|c| c == call), "{call} allowed");
+    }
+    assert!(allowed.len() < 150, "{} calls allowed", allowed.len());
+    // The same run, the same bytes.
+    let again = dir.path().join("again.json");
+    let out2 = dir.path().join("out2.tar");
+    slim(
+        &src,
+        &out2,
+        tag,
+        &[
+            "--http-probe",
+            "80/",
+            "--seccomp-profile",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        allowed_calls(&again),
+        allowed,
+        "the profile changed between two runs"
+    );
+
+    docker_load(&out, tag);
+    let opt = format!("seccomp={}", profile.display());
+    let body =
+        common::docker_e2e::serve_and_fetch_with(tag, 80, &["--security-opt", &opt], &mut cleanup)
+            .expect("nginx reachable");
+    assert!(
+        body.contains(PAGE),
+        "nginx under its profile served {body:?}"
+    );
+}
+
+/// A program that makes, when asked, one call it never made in the traced run: under the
+/// profile that call fails with EPERM, while the rest of the program runs; under Docker's
+/// own profile it succeeds.
+#[test]
+fn a_call_the_traced_run_never_made_is_refused_under_the_profile() {
+    let Some(_) = setup() else {
+        return;
+    };
+    let Some(musl_gcc) = common::docker_e2e::find_tool("musl-gcc") else {
+        skip_or_panic("musl-gcc is needed to make a static test program (apt install musl-tools)");
+        return;
+    };
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let source = dir.path().join("demo.c");
+    fs::write(
+        &source,
+        r#"#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+/* Prints hello; with the argument "sysinfo", also calls sysinfo(2) and says how it went. */
+int main(int argc, char **argv) {
+    printf("hello\n");
+    if (argc > 1 && strcmp(argv[1], "sysinfo") == 0) {
+        struct sysinfo si;
+        if (sysinfo(&si) != 0) {
+            printf("sysinfo: %s\n", strerror(errno));
+            return 3;
+        }
+        printf("sysinfo: ok\n");
+    }
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let built = std::process::Command::new(musl_gcc)
+        .args(["-static", "-O2", "-o"])
+        .arg(root.join("demo"))
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success(), "musl-gcc failed");
+    let out = dir.path().join("out.tar");
+    let profile = dir.path().join("demo.seccomp.json");
+    let tag = "whittle-test/trace-seccomp-demo:latest";
+    let mut cleanup = DockerCleanup::default();
+    fresh(tag, &mut cleanup);
+    let run = slim(
+        &reference("dir", &root, None),
+        &out,
+        tag,
+        &[
+            "--entrypoint",
+            r#"["/demo"]"#,
+            "--trace",
+            "--seccomp-profile",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert!(profile.is_file(), "{}", run.describe());
+    let allowed = allowed_calls(&profile);
+    assert!(!allowed.iter().any(|c| c == "sysinfo"), "{allowed:?}");
+    docker_load(&out, tag);
+    let opt = format!("seccomp={}", profile.display());
+    let run_demo = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend(args);
+        let out = std::process::Command::new("docker")
+            .args(&all)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run_demo(&["--security-opt", &opt, tag]);
+    assert_eq!((code, stdout.as_str()), (Some(0), "hello\n"), "{stderr}");
+    let (code, stdout, stderr) = run_demo(&["--security-opt", &opt, tag, "sysinfo"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(3), "hello\nsysinfo: Operation not permitted\n"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_demo(&[tag, "sysinfo"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "hello\nsysinfo: ok\n"),
+        "{stderr}"
+    );
+}

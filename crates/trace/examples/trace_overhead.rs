@@ -32,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             network: Network::Loopback,
             hostname: "bench".into(),
             trace_files,
+            record_syscalls: false,
             policy: Policy::docker_default(IdMapping::for_caller(0, 0)),
             owners: vec![],
         };

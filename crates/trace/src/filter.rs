@@ -4,7 +4,8 @@
 //! with EPERM, answers `clone3` with ENOSYS (C libraries then fall back to
 //! `clone`, whose flags the filter can read), stops (SECCOMP_RET_TRACE) on
 //! the traced file calls when tracing, and lets everything else run at full
-//! speed. x32 numbers are refused, any other ABI kills the process.
+//! speed — or, when recording every call for a seccomp profile, stops on every
+//! call it does not refuse. x32 numbers are refused, any other ABI kills the process.
 //!
 //! Written out rather than built with a filter crate so that the traced and
 //! refused sets of both ABIs share one program whose every jump is checked.
@@ -58,6 +59,8 @@ enum Target {
 
 enum Ins {
     Load(u32),
+    /// An unconditional jump to one of the section's returns.
+    Return(u32),
     Jump {
         code: u16,
         k: u32,
@@ -68,6 +71,17 @@ enum Ins {
 
 /// The returns every section ends with, in this order.
 const RETURNS: [u32; 4] = [RET_ALLOW, RET_TRACE, RET_EPERM, RET_ENOSYS];
+
+/// Which calls stop for the tracer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stops {
+    /// None: the filter only refuses (build steps).
+    Never,
+    /// The file calls that name a path.
+    FileCalls,
+    /// Every call the filter does not refuse (for a seccomp profile of the run).
+    EveryCall,
+}
 
 fn eq(k: u32, jt: Target, jf: Target) -> Ins {
     Ins::Jump {
@@ -80,8 +94,14 @@ fn eq(k: u32, jt: Target, jf: Target) -> Ins {
 
 /// The instructions for one ABI, with its own returns at the end so that
 /// every jump stays short.
-fn section(abi: Abi, policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_filter>, TraceError> {
+fn section(abi: Abi, policy: &SeccompPolicy, stops: Stops) -> Result<Vec<sock_filter>, TraceError> {
     let nr = |name: &str| abi.number(name);
+    // What a call the filter neither refuses nor singles out gets.
+    let pass = if stops == Stops::EveryCall {
+        RET_TRACE
+    } else {
+        RET_ALLOW
+    };
     let mut ins = vec![Ins::Load(NR_OFFSET)];
     if abi == Abi::X86_64 {
         ins.push(Ins::Jump {
@@ -91,7 +111,7 @@ fn section(abi: Abi, policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_fil
             jf: Target::Next,
         });
     }
-    if trace {
+    if stops == Stops::FileCalls {
         for (name, arg) in empty_path_exempt(abi) {
             let Some(n) = nr(name) else { continue };
             ins.push(eq(n, Target::Next, Target::Skip(2)));
@@ -113,7 +133,7 @@ fn section(abi: Abi, policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_fil
                 // The namespace bits all lie in the low 32 bits of the flags.
                 k: policy.deny_clone_flags as u32,
                 jt: Target::Ret(RET_EPERM),
-                jf: Target::Ret(RET_ALLOW),
+                jf: Target::Ret(pass),
             });
         }
     }
@@ -127,17 +147,25 @@ fn section(abi: Abi, policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_fil
             ins.push(eq(n, Target::Ret(RET_EPERM), Target::Next));
         }
     }
-    if trace {
+    if stops == Stops::FileCalls {
         for call in abi.traced() {
             ins.push(eq(call.nr, Target::Ret(RET_TRACE), Target::Next));
         }
     }
-    // Falls through to the first return: ALLOW.
+    // Falls through to the first return: ALLOW (TRACE when every call stops).
+    if stops == Stops::EveryCall {
+        ins.push(Ins::Return(RET_TRACE));
+    }
     let first_ret = ins.len();
     let mut out = Vec::with_capacity(ins.len() + RETURNS.len());
     for (at, i) in ins.iter().enumerate() {
         out.push(match i {
             Ins::Load(k) => stmt(BPF_LD_W_ABS, *k),
+            // BPF_JA takes its (32-bit) offset in `k`.
+            Ins::Return(r) => {
+                let to = first_ret + RETURNS.iter().position(|x| x == r).unwrap_or(0);
+                stmt(BPF_JA, (to - at - 1) as u32)
+            }
             Ins::Jump { code, k, jt, jf } => {
                 let rel = |t: &Target| -> Result<u8, TraceError> {
                     let to = match t {
@@ -174,11 +202,11 @@ fn stmt(code: u16, k: u32) -> sock_filter {
 }
 
 /// The filter program, built before forking (the child must not allocate).
-/// With `trace`, the file calls of both ABIs stop for the tracer.
-pub fn program(policy: &SeccompPolicy, trace: bool) -> Result<Vec<sock_filter>, TraceError> {
+/// `stops` says which calls of both ABIs stop for the tracer.
+pub fn program(policy: &SeccompPolicy, stops: Stops) -> Result<Vec<sock_filter>, TraceError> {
     let sections: Vec<Vec<sock_filter>> = Abi::ALL
         .iter()
-        .map(|abi| section(*abi, policy, trace))
+        .map(|abi| section(*abi, policy, stops))
         .collect::<Result<_, _>>()?;
     // Header: load arch; per ABI `jeq arch ? next : skip 1` then `ja section`; else kill.
     let header_len = 1 + 2 * sections.len() + 1;
@@ -248,7 +276,7 @@ mod tests {
 
     #[test]
     fn traces_file_calls_of_both_abis() {
-        let prog = program(&policy(), true).unwrap();
+        let prog = program(&policy(), Stops::FileCalls).unwrap();
         for abi in Abi::ALL {
             for call in abi.traced() {
                 assert_eq!(
@@ -279,9 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn recording_stops_on_every_call_it_does_not_refuse() {
+        let prog = program(&policy(), Stops::EveryCall).unwrap();
+        let x64 = Abi::X86_64.audit_arch();
+        for nr in [0, 1, 9, 3, 257, 262, 435 - 1] {
+            assert_eq!(run(&prog, x64, nr, [0; 6]), RET_TRACE, "{nr}");
+        }
+        let fstat = [3, 0, 0, libc::AT_EMPTY_PATH as u32, 0, 0];
+        assert_eq!(run(&prog, x64, 262, fstat), RET_TRACE);
+        assert_eq!(run(&prog, Abi::I386.audit_arch(), 3, [0; 6]), RET_TRACE);
+        assert_eq!(verdict(&prog, Abi::X86_64, "mount"), RET_EPERM);
+        assert_eq!(verdict(&prog, Abi::I386, "clone3"), RET_ENOSYS);
+    }
+
+    #[test]
     fn refuses_what_docker_refuses_on_both_abis_traced_or_not() {
-        for trace in [true, false] {
-            let prog = program(&policy(), trace).unwrap();
+        for stops in [Stops::FileCalls, Stops::Never, Stops::EveryCall] {
+            let trace = stops != Stops::Never;
+            let prog = program(&policy(), stops).unwrap();
             for abi in Abi::ALL {
                 for name in DENIED_SYSCALLS {
                     if abi.number(name).is_some() {
@@ -290,10 +333,15 @@ mod tests {
                 }
                 assert_eq!(verdict(&prog, abi, "clone3"), RET_ENOSYS);
                 let clone = abi.number("clone").unwrap();
+                let pass = if stops == Stops::EveryCall {
+                    RET_TRACE
+                } else {
+                    RET_ALLOW
+                };
                 let fork_like = [libc::SIGCHLD as u32, 0, 0, 0, 0, 0];
-                assert_eq!(run(&prog, abi.audit_arch(), clone, fork_like), RET_ALLOW);
+                assert_eq!(run(&prog, abi.audit_arch(), clone, fork_like), pass);
                 let thread = [(libc::CLONE_VM | libc::CLONE_THREAD) as u32, 0, 0, 0, 0, 0];
-                assert_eq!(run(&prog, abi.audit_arch(), clone, thread), RET_ALLOW);
+                assert_eq!(run(&prog, abi.audit_arch(), clone, thread), pass);
                 for flag in [
                     libc::CLONE_NEWUSER,
                     libc::CLONE_NEWNS,

@@ -55,6 +55,9 @@ pub struct Sandbox {
     pub hostname: String,
     /// Stop on file syscalls (false: run in the same sandbox untraced, for build steps).
     pub trace_files: bool,
+    /// Also stop on every other call the filter does not refuse, and record which
+    /// calls the program made (for a seccomp profile; costs a stop per call).
+    pub record_syscalls: bool,
     /// The confinement.
     pub policy: Policy,
     /// Owners to give inside the namespace.
@@ -518,7 +521,7 @@ impl Prepared {
             hostname: s.hostname.as_bytes().to_vec(),
             loopback: s.network == Network::Loopback,
             owners,
-            filter: crate::filter::program(&s.policy.seccomp, s.trace_files)?,
+            filter: crate::filter::program(&s.policy.seccomp, stops_of(s))?,
             launch: Launch::new(s, &s.argv, memory_rlimit)?,
         })
     }
@@ -722,6 +725,16 @@ pub(crate) fn spawn_joined(
     Ok(pid)
 }
 
+/// Which calls of the sandbox stop for the tracer.
+fn stops_of(s: &Sandbox) -> crate::filter::Stops {
+    use crate::filter::Stops;
+    match (s.trace_files, s.record_syscalls) {
+        (_, true) => Stops::EveryCall,
+        (true, false) => Stops::FileCalls,
+        (false, false) => Stops::Never,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,6 +768,7 @@ mod tests {
             network: Network::Loopback,
             hostname: "h".into(),
             trace_files: true,
+            record_syscalls: false,
             policy: Policy::docker_default(IdMapping::single(0, 0, 1000, 1000)),
             owners: vec![],
         }

@@ -226,7 +226,7 @@ pub const NUMBERS: &[(&str, Option<u32>, Option<u32>)] = &[
 ];
 
 /// A system call ABI the filter tells apart (`seccomp_data.arch`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Abi {
     /// x86-64 (`AUDIT_ARCH_X86_64`).
     X86_64,

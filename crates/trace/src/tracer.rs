@@ -7,7 +7,7 @@
 //! this run found it (or created it) does not change what is kept, and skipping
 //! the exit stop halves the cost of tracing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -40,6 +40,11 @@ pub struct Trace {
     pub calls: u64,
     /// The limit of the policy that ended the run, in words.
     pub limit: Option<String>,
+    /// The system calls (ABI, number) the program made, when the run recorded them:
+    /// from its first exec on, in every process and exec probe (whittle's own setup
+    /// before the exec is not the program's).
+    #[serde(skip)]
+    pub syscalls: BTreeSet<(Abi, u32)>,
 }
 
 /// How a process ended.
@@ -159,6 +164,9 @@ impl Waker {
 #[derive(Clone)]
 struct Proc {
     exe: Arc<str>,
+    /// Whether it runs the program (it, or the process it was forked from, has
+    /// exec'd) rather than whittle's setup.
+    execd: bool,
     /// Waiting for the SIGSTOP every new tracee starts with.
     fresh: bool,
     /// The path of an `execve` in flight.
@@ -192,6 +200,8 @@ struct Tracer {
     pids_limit: Option<u64>,
     /// The run's memory cgroup, where whittle could make one.
     cgroup: Option<MemoryCgroup>,
+    /// Record every call the program makes (the filter stops on all of them).
+    record_syscalls: bool,
 }
 
 const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
@@ -344,6 +354,11 @@ impl Tracer {
         let Some((abi, nr, args)) = syscall_args(pid) else {
             return;
         };
+        if self.record_syscalls && self.procs.get(&pid).is_some_and(|p| p.execd) {
+            if let Ok(nr) = u32::try_from(nr) {
+                self.trace.syscalls.insert((abi, nr));
+            }
+        }
         let Some(call) = syscalls::lookup(abi, nr) else {
             return;
         };
@@ -394,19 +409,21 @@ impl Tracer {
             libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
                 if let Some(child) = event_msg(pid) {
                     let child = child as libc::pid_t;
-                    let exe = self
+                    let (exe, execd) = self
                         .procs
                         .get(&pid)
-                        .map(|p| p.exe.clone())
-                        .unwrap_or_else(|| Arc::from(""));
+                        .map(|p| (p.exe.clone(), p.execd))
+                        .unwrap_or_else(|| (Arc::from(""), false));
                     let entry = self.procs.entry(child).or_insert(Proc {
                         exe: exe.clone(),
+                        execd,
                         fresh: true,
                         exec: None,
                     });
                     if entry.exe.is_empty() {
                         entry.exe = exe;
                     }
+                    entry.execd |= execd;
                     self.trace.processes += 1;
                     self.check_pids();
                 }
@@ -422,6 +439,7 @@ impl Tracer {
                     }
                 }
                 if let Some(p) = self.procs.get_mut(&pid) {
+                    p.execd = true;
                     if let Some(path) = p.exec.take() {
                         p.exe = path;
                     }
@@ -466,6 +484,7 @@ impl Tracer {
                     pid,
                     Proc {
                         exe: Arc::from(""),
+                        execd: false,
                         fresh: false,
                         exec: None,
                     },
@@ -579,6 +598,7 @@ impl Tracer {
             pid,
             Proc {
                 exe: Arc::from(""),
+                execd: false,
                 fresh: true,
                 exec: None,
             },
@@ -647,6 +667,7 @@ pub(crate) fn trace_thread(
     );
     let argv0 = sandbox.argv.first().cloned().unwrap_or_default();
     let pids_limit = sandbox.policy.pids_limit;
+    let record_syscalls = sandbox.record_syscalls;
     let memory = sandbox.policy.memory_limit.filter(|b| *b > 0);
     let cgroup = match memory.map(MemoryCgroup::create).transpose() {
         Ok(c) => c.flatten(),
@@ -713,11 +734,13 @@ pub(crate) fn trace_thread(
         filter,
         pids_limit,
         cgroup,
+        record_syscalls,
     };
     t.procs.insert(
         pid1,
         Proc {
             exe: Arc::from(""),
+            execd: false,
             fresh: true,
             exec: None,
         },

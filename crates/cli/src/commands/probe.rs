@@ -70,6 +70,10 @@ pub struct TraceFlags {
     /// At most this many processes and threads in the sandbox (0: no limit); reaching it fails the run.
     #[arg(long, value_name = "N", default_value_t = whittle_trace::policy::DEFAULT_PIDS_LIMIT)]
     pub pids_limit: u64,
+    /// slim, extract: write a seccomp profile (Docker/OCI JSON) allowing only the system
+    /// calls the traced run made (implies --trace); verify: run the slimmed image under it.
+    #[arg(long, value_name = "FILE")]
+    pub seccomp_profile: Option<PathBuf>,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -93,6 +97,7 @@ impl TraceFlags {
             || !self.exec_probe.is_empty()
             || self.probe_script.is_some()
             || self.duration.is_some()
+            || self.seccomp_profile.is_some()
     }
 
     fn probes(&self, exposed: &[u16]) -> Result<Probes> {
@@ -372,6 +377,7 @@ fn run_in(
         },
         hostname: "whittle".into(),
         trace_files: true,
+        record_syscalls: flags.seccomp_profile.is_some(),
         policy,
         owners: unpacked.deferred,
     };
@@ -495,6 +501,80 @@ pub fn traced_paths(o: &RunOutcome) -> std::collections::BTreeMap<String, String
         .iter()
         .map(|(p, t)| (p.clone(), t.by.clone()))
         .collect()
+}
+
+/// Writes the seccomp profile of `runs` (the calls of all of them) to `path`,
+/// through a temporary file beside it so that a failure leaves no half-written profile.
+pub fn write_seccomp_profile(
+    path: &std::path::Path,
+    runs: &[&RunOutcome],
+    quiet: bool,
+) -> Result<()> {
+    let calls: std::collections::BTreeSet<_> = runs
+        .iter()
+        .flat_map(|r| r.trace.syscalls.iter().copied())
+        .collect();
+    if calls.is_empty() {
+        bail!(
+            "cannot write the seccomp profile {}: the run recorded no system calls (the program never started)",
+            path.display()
+        );
+    }
+    let made = whittle_trace::SeccompProfile::from_calls(&calls);
+    let tmp = temp_beside(path);
+    std::fs::write(&tmp, made.profile.to_json())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::anyhow!("cannot write the seccomp profile {}: {e}", path.display())
+        })?;
+    if !quiet {
+        eprintln!(
+            "seccomp profile: {} system calls the program made, {} more a container runtime \
+             needs to start it, everything else refused with EPERM; wrote {}",
+            made.program_calls,
+            made.runtime_only,
+            path.display()
+        );
+        if !made.unnamed.is_empty() {
+            eprintln!(
+                "seccomp profile: note: {} call numbers have no known name and stay refused: {:?}",
+                made.unnamed.len(),
+                made.unnamed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fails early (before a long run) when the seccomp profile's directory does not exist.
+pub fn check_profile_path(flags: &TraceFlags) -> Result<()> {
+    let Some(path) = &flags.seccomp_profile else {
+        return Ok(());
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--seccomp-profile {}: its directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("--seccomp-profile {} is a directory", path.display());
+    }
+    Ok(())
+}
+
+fn temp_beside(path: &std::path::Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.whittle-{}", std::process::id()))
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ pub(super) fn write_slimmed(
     let mut trace_flags = checks.trace.clone();
     // Verifying needs a run of the original under the same probes anyway.
     trace_flags.trace |= checks.verify;
+    super::probe::check_profile_path(&trace_flags)?;
     let original_run = if trace_flags.enabled() {
         let run = traced_run(
             "original",
@@ -200,6 +201,15 @@ pub(super) fn write_slimmed(
         if !global.quiet {
             eprintln!("verify: the slimmed image behaves like the original");
         }
+        if let Some(path) = &trace_flags.seccomp_profile {
+            // The output runs under it: the calls of both runs.
+            super::probe::write_seccomp_profile(path, &[original_run, &slim_run], global.quiet)?;
+        }
+    }
+    if let (Some(path), Some(run), false) =
+        (&trace_flags.seccomp_profile, &original_run, checks.verify)
+    {
+        super::probe::write_seccomp_profile(path, &[run], global.quiet)?;
     }
     report.source = Some(src.to_string());
     if let Some(path) = &keep.report {

@@ -354,7 +354,24 @@ pub mod docker_e2e {
         port: u16,
         cleanup: &mut DockerCleanup,
     ) -> Option<String> {
-        let cid = docker_ok(["run", "-d", image]);
+        serve_and_fetch_with(image, port, &[], cleanup)
+    }
+
+    /// [`serve_and_fetch_on`] with more `docker run` options (`--security-opt ...`).
+    pub fn serve_and_fetch_with(
+        image: &str,
+        port: u16,
+        run_options: &[&str],
+        cleanup: &mut DockerCleanup,
+    ) -> Option<String> {
+        let run = |network: &[&str]| {
+            let mut args = vec!["run", "-d"];
+            args.extend(network);
+            args.extend(run_options);
+            args.push(image);
+            docker_ok(args)
+        };
+        let cid = run(&[]);
         cleanup.containers.push(cid.clone());
         let ip = docker_ok(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &cid]);
         let bridge_err = match ip.parse::<std::net::IpAddr>() {
@@ -382,7 +399,7 @@ pub mod docker_e2e {
             ));
             return None;
         }
-        let cid = docker_ok(["run", "-d", "--network", "host", image]);
+        let cid = run(&["--network", "host"]);
         cleanup.containers.push(cid.clone());
         match http_get(
             SocketAddr::from(([127, 0, 0, 1], port)),

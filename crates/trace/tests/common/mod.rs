@@ -58,6 +58,7 @@ pub fn sandbox(root: &Path, script: &str) -> Sandbox {
         network: Network::Loopback,
         hostname: "whittle".into(),
         trace_files: true,
+        record_syscalls: false,
         policy: Policy::docker_default(IdMapping::for_caller(0, 0)),
         owners: vec![],
     }
