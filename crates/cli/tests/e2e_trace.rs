@@ -1258,4 +1258,40 @@ int main(int argc, char **argv) {
         (Some(0), "hello\nsysinfo: ok\n"),
         "{stderr}"
     );
+
+    // verify --seccomp-profile: the image as traced passes; the same image told (by its
+    // CMD) to make the extra call fails, naming the call and the program.
+    let verify = |image: &Path| {
+        let src = reference("docker-archive", image, None);
+        run_whittle([
+            "verify".to_string(),
+            src.clone(),
+            src,
+            "--seccomp-profile".to_string(),
+            profile.to_string_lossy().into_owned(),
+        ])
+    };
+    let passed = verify(&out).ok();
+    assert!(
+        passed.stderr().contains("every system call it made is one"),
+        "{}",
+        passed.describe()
+    );
+    let asking = dir.path().join("asking.tar");
+    slim(
+        &reference("dir", &root, None),
+        &asking,
+        tag,
+        &["--entrypoint", r#"["/demo"]"#, "--cmd", r#"["sysinfo"]"#],
+    );
+    let failed = verify(&asking);
+    assert_eq!(failed.code(), Some(1), "{}", failed.describe());
+    assert!(
+        failed.stderr().contains(&format!(
+            "/demo made calls that {} refuses (under it they fail): sysinfo",
+            profile.display()
+        )),
+        "{}",
+        failed.describe()
+    );
 }

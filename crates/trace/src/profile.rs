@@ -239,6 +239,126 @@ impl SeccompProfile {
     }
 }
 
+/// What a seccomp profile (Docker's or the OCI runtime spec's JSON) allows, by call
+/// name: enough to tell whether a recorded run would have run the same under it.
+///
+/// Argument conditions are not evaluated: a rule that names a call with conditions
+/// counts as allowing it (whittle's sandbox refuses `clone` with namespace flags
+/// whatever the profile says), and Docker's `includes`/`excludes` (by capability or
+/// architecture) are taken as met.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileRules {
+    /// Whether a call no rule names is allowed (`defaultAction` allows or only logs).
+    default_allows: bool,
+    /// The calls rules name, and whether the first such rule allows them.
+    named: std::collections::BTreeMap<String, bool>,
+    /// The ABIs listed (`architectures`, or `archMap`'s), empty when none are.
+    architectures: Vec<String>,
+}
+
+/// Why a profile could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProfileError(String);
+
+fn allowing(action: &str) -> Result<bool, ProfileError> {
+    match action {
+        "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG" => Ok(true),
+        "SCMP_ACT_ERRNO"
+        | "SCMP_ACT_KILL"
+        | "SCMP_ACT_KILL_PROCESS"
+        | "SCMP_ACT_KILL_THREAD"
+        | "SCMP_ACT_TRAP"
+        | "SCMP_ACT_TRACE"
+        | "SCMP_ACT_NOTIFY" => Ok(false),
+        other => Err(ProfileError(format!("unknown seccomp action {other:?}"))),
+    }
+}
+
+impl ProfileRules {
+    /// Reads a profile.
+    pub fn parse(bytes: &[u8]) -> Result<ProfileRules, ProfileError> {
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ProfileError(format!("not JSON: {e}")))?;
+        let default = v["defaultAction"]
+            .as_str()
+            .ok_or_else(|| ProfileError("it has no defaultAction".into()))?;
+        let default_allows = allowing(default)?;
+        let mut named = std::collections::BTreeMap::new();
+        for (i, rule) in v["syscalls"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let action = rule["action"]
+                .as_str()
+                .ok_or_else(|| ProfileError(format!("syscalls[{i}] has no action")))?;
+            let allows = allowing(action)?;
+            // Docker's older profiles name one call per rule in `name`.
+            let names = match (&rule["names"], &rule["name"]) {
+                (serde_json::Value::Array(list), _) => list.as_slice(),
+                (_, one @ serde_json::Value::String(_)) => std::slice::from_ref(one),
+                _ => return Err(ProfileError(format!("syscalls[{i}] has no names"))),
+            };
+            for name in names {
+                let name = name.as_str().ok_or_else(|| {
+                    ProfileError(format!("syscalls[{i}] has a name that is not a string"))
+                })?;
+                named.entry(name.to_string()).or_insert(allows);
+            }
+        }
+        let mut architectures: Vec<String> = v["architectures"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        for entry in v["archMap"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            architectures.extend(entry["architecture"].as_str().map(String::from));
+            for sub in entry["subArchitectures"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                architectures.extend(sub.as_str().map(String::from));
+            }
+        }
+        Ok(ProfileRules {
+            default_allows,
+            named,
+            architectures,
+        })
+    }
+
+    /// Whether the profile lets the program make call `nr` of `abi`.
+    pub fn allows(&self, abi: Abi, nr: u32) -> bool {
+        let arch = match abi {
+            Abi::X86_64 => "SCMP_ARCH_X86_64",
+            Abi::I386 => "SCMP_ARCH_X86",
+        };
+        // With no architectures listed, the runtime uses the native one only.
+        let covered = if self.architectures.is_empty() {
+            abi == Abi::X86_64
+        } else {
+            self.architectures.iter().any(|a| a == arch)
+        };
+        if !covered {
+            return false;
+        }
+        match syscall_name(abi, nr) {
+            Some(name) => self.named.get(name).copied().unwrap_or(self.default_allows),
+            None => self.default_allows,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +410,32 @@ mod tests {
         assert!(s.profile.allowed().contains("socketcall"));
         let unknown = SeccompProfile::from_calls(&calls(&[(Abi::X86_64, 100_000)]));
         assert_eq!(unknown.unnamed, vec![(Abi::X86_64, 100_000)]);
+    }
+
+    #[test]
+    fn rules_read_back_from_a_written_profile_and_from_dockers_shapes() {
+        let made = SeccompProfile::from_calls(&calls(&[(Abi::X86_64, 0), (Abi::X86_64, 56)]));
+        let rules = ProfileRules::parse(&made.profile.to_json()).unwrap();
+        assert!(rules.allows(Abi::X86_64, 0)); // read
+        assert!(rules.allows(Abi::X86_64, 56)); // clone, with its condition
+        assert!(!rules.allows(Abi::X86_64, 99)); // sysinfo
+        assert!(!rules.allows(Abi::X86_64, 435)); // clone3: ENOSYS
+        assert!(!rules.allows(Abi::I386, 3)); // no i386 in the profile
+                                              // Default allow, one refusal, archMap and a single `name`.
+        let docker = br#"{"defaultAction":"SCMP_ACT_ALLOW",
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86"]}],
+            "syscalls":[{"name":"sysinfo","action":"SCMP_ACT_ERRNO"}]}"#;
+        let rules = ProfileRules::parse(docker).unwrap();
+        assert!(rules.allows(Abi::I386, 3));
+        assert!(!rules.allows(Abi::X86_64, 99));
+        for bad in [
+            &b"{"[..],
+            br#"{"syscalls":[]}"#,
+            br#"{"defaultAction":"SCMP_ACT_MAYBE"}"#,
+            br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#,
+        ] {
+            assert!(ProfileRules::parse(bad).is_err());
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! this run found it (or created it) does not change what is kept, and skipping
 //! the exit stop halves the cost of tracing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -40,11 +40,11 @@ pub struct Trace {
     pub calls: u64,
     /// The limit of the policy that ended the run, in words.
     pub limit: Option<String>,
-    /// The system calls (ABI, number) the program made, when the run recorded them:
-    /// from its first exec on, in every process and exec probe (whittle's own setup
-    /// before the exec is not the program's).
+    /// The system calls (ABI, number) the program made, when the run recorded them,
+    /// each with the program that made it first: from its first exec on, in every
+    /// process and exec probe (whittle's own setup before the exec is not the program's).
     #[serde(skip)]
-    pub syscalls: BTreeSet<(Abi, u32)>,
+    pub syscalls: BTreeMap<(Abi, u32), String>,
 }
 
 /// How a process ended.
@@ -354,9 +354,14 @@ impl Tracer {
         let Some((abi, nr, args)) = syscall_args(pid) else {
             return;
         };
-        if self.record_syscalls && self.procs.get(&pid).is_some_and(|p| p.execd) {
-            if let Ok(nr) = u32::try_from(nr) {
-                self.trace.syscalls.insert((abi, nr));
+        if self.record_syscalls {
+            if let (Some(p), Ok(nr)) = (self.procs.get(&pid), u32::try_from(nr)) {
+                if p.execd {
+                    self.trace
+                        .syscalls
+                        .entry((abi, nr))
+                        .or_insert_with(|| p.exe.to_string());
+                }
             }
         }
         let Some(call) = syscalls::lookup(abi, nr) else {

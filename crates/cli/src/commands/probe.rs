@@ -512,7 +512,7 @@ pub fn write_seccomp_profile(
 ) -> Result<()> {
     let calls: std::collections::BTreeSet<_> = runs
         .iter()
-        .flat_map(|r| r.trace.syscalls.iter().copied())
+        .flat_map(|r| r.trace.syscalls.keys().copied())
         .collect();
     if calls.is_empty() {
         bail!(

@@ -44,12 +44,27 @@ pub fn run(a: VerifyArgs, global: &Global) -> Result<()> {
         .with_context(|| format!("cannot read {slim_ref}"))?;
     let mut flags = a.trace.clone();
     flags.trace = true;
+    let profile = match &flags.seccomp_profile {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read --seccomp-profile {}", path.display()))?;
+            let rules = whittle_trace::profile::ProfileRules::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("--seccomp-profile {}: {e}", path.display()))?;
+            Some((path.clone(), rules))
+        }
+        None => None,
+    };
+    // Only the slimmed run is held to the profile (and pays for recording every call).
+    let orig_flags = TraceFlags {
+        seccomp_profile: None,
+        ..flags.clone()
+    };
     let orig_run = traced_run(
         "original",
         &orig_flat,
         &orig.config.bytes,
         &scratch,
-        &flags,
+        &orig_flags,
         global.quiet,
     )?;
     // "Behaves like the original" means something only when the original behaved.
@@ -62,10 +77,19 @@ pub fn run(a: VerifyArgs, global: &Global) -> Result<()> {
         &flags,
         global.quiet,
     )?;
-    let differences = compare(&orig_run, &slim_run, &orig_flat, &slim_flat);
+    let mut differences = compare(&orig_run, &slim_run, &orig_flat, &slim_flat);
+    if let Some((path, rules)) = &profile {
+        differences.extend(refused_calls(&slim_run, rules, path));
+    }
     if differences.is_empty() {
         if !global.quiet {
             eprintln!("verify: {slim_ref} behaves like {orig_ref} under these probes");
+            if let Some((path, _)) = &profile {
+                eprintln!(
+                    "verify: every system call it made is one {} allows",
+                    path.display()
+                );
+            }
         }
         return Ok(());
     }
@@ -78,6 +102,41 @@ pub fn run(a: VerifyArgs, global: &Global) -> Result<()> {
 }
 
 const MISSING: &str = "the slimmed run looked for";
+
+/// The calls of a recorded run that `rules` refuse, one line per program: under that
+/// profile each would have failed (EPERM, or worse), so the run would not have gone as it did.
+fn refused_calls(
+    run: &RunOutcome,
+    rules: &whittle_trace::profile::ProfileRules,
+    path: &std::path::Path,
+) -> Vec<String> {
+    let mut by_program: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for ((abi, nr), by) in &run.trace.syscalls {
+        if rules.allows(*abi, *nr) {
+            continue;
+        }
+        let name = whittle_trace::profile::syscall_name(*abi, *nr)
+            .map(String::from)
+            .unwrap_or_else(|| format!("#{nr}"));
+        let name = match abi {
+            whittle_trace::syscalls::Abi::X86_64 => name,
+            whittle_trace::syscalls::Abi::I386 => format!("{name} (i386)"),
+        };
+        let by = if by.is_empty() { "the program" } else { by };
+        by_program.entry(by).or_default().push(name);
+    }
+    by_program
+        .into_iter()
+        .map(|(by, mut calls)| {
+            calls.sort();
+            format!(
+                "{by} made calls that {} refuses (under it they fail): {}",
+                path.display(),
+                calls.join(", ")
+            )
+        })
+        .collect()
+}
 
 /// What differs between two runs; empty when they behave alike. A last entry
 /// lists paths the slimmed run looked up that only the original has.
