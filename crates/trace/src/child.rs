@@ -139,9 +139,13 @@ unsafe fn kept_flags(target: *const libc::c_char) -> libc::c_ulong {
         | libc::ST_NOEXEC
         | libc::ST_NOATIME
         | libc::ST_NODIRATIME
-        | libc::ST_RELATIME;
+        | ST_RELATIME;
     (st.f_flags as libc::c_ulong) & keep
 }
+
+/// `ST_RELATIME` from `<sys/statvfs.h>` (Linux's `MNT_RELATIME` bit), which the libc
+/// crate defines for glibc only.
+const ST_RELATIME: libc::c_ulong = 0x1000;
 
 unsafe fn remount(target: *const libc::c_char, extra: libc::c_ulong) -> libc::c_int {
     let flags = kept_flags(target) | extra | libc::MS_REMOUNT | libc::MS_BIND;

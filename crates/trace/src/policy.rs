@@ -200,11 +200,18 @@ pub struct DevLink {
     pub target: &'static str,
 }
 
+/// The C type of an `RLIMIT_*` constant: glibc's is unsigned, musl's an `int`.
+#[cfg(target_env = "musl")]
+pub type RlimitResource = libc::c_int;
+/// The C type of an `RLIMIT_*` constant: glibc's is unsigned, musl's an `int`.
+#[cfg(not(target_env = "musl"))]
+pub type RlimitResource = libc::__rlimit_resource_t;
+
 /// A resource limit (`RLIMIT_*`) set before the program starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rlimit {
     /// `libc::RLIMIT_*`.
-    pub resource: u32,
+    pub resource: RlimitResource,
     /// Soft limit.
     pub soft: u64,
     /// Hard limit.

@@ -230,7 +230,7 @@ pub(crate) struct Launch {
     pub(crate) groups: Vec<libc::gid_t>,
     pub(crate) set_groups: bool,
     /// (resource, soft, hard)
-    pub(crate) rlimits: Vec<(u32, u64, u64)>,
+    pub(crate) rlimits: Vec<(crate::policy::RlimitResource, u64, u64)>,
     pub(crate) caps: u64,
     pub(crate) cap_last: u32,
     pub(crate) no_new_privileges: bool,

@@ -243,6 +243,10 @@ struct SyscallInfo {
     ret_data: u32,
     pad2: u32,
 }
+/// `ptrace`'s request argument is unsigned in glibc, an `int` in musl.
+#[cfg(target_env = "musl")]
+const PTRACE_GET_SYSCALL_INFO: libc::c_int = 0x420e;
+#[cfg(not(target_env = "musl"))]
 const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
 const PTRACE_SYSCALL_INFO_SECCOMP: u8 = 3;
 
