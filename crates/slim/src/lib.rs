@@ -14,6 +14,7 @@ pub mod pkgdb;
 mod planner;
 pub mod reason;
 pub mod report;
+pub mod trim;
 
 use std::collections::BTreeMap;
 
