@@ -5,9 +5,10 @@
 //! For images no probe can exercise (toolboxes, CI runners, many entry points), the
 //! keep-set of `slim` is the wrong tool: nobody knows what they run. What they certainly do
 //! not run is their documentation. Trimming is therefore a drop-set over named categories,
-//! with two guards: the entrypoint's static closure is never dropped, and dpkg's file lists
-//! and md5sums lose exactly the paths that were dropped (so `dpkg -L` and `dpkg --verify`
-//! agree with the files).
+//! with two guards: the entrypoint's static closure is never dropped, and the package
+//! database loses exactly the paths that were dropped (dpkg's file lists and md5sums, so
+//! `dpkg -L` and `dpkg --verify` agree with the files; apk's `installed`). Package stanzas
+//! stay: the packages are still installed, only their documentation is gone.
 //!
 //! Decisions, and why:
 //! - `/usr/share/doc/PKG/copyright` (and a `/usr/share/doc/PKG` symlink to another
@@ -385,6 +386,47 @@ pub fn filter_dpkg_md5sums(text: &str, dropped: impl Fn(&str) -> bool) -> Option
     })
 }
 
+/// apk's `installed` without the `F:` directories and `R:` files that were dropped, nor
+/// the attribute lines that follow them (`M:` of a directory, `a:` and `Z:` of a file);
+/// `None` when nothing was. Other lines stay byte for byte.
+pub fn filter_apk_installed(text: &str, dropped: impl Fn(&str) -> bool) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut removed = false;
+    let mut dir = String::from("/");
+    // Whether the attribute lines that follow belong to a dropped entry.
+    let mut skipping = false;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n').trim_end_matches('\r');
+        let drop_line = match bare.split_once(':') {
+            Some(("F", value)) => {
+                dir = absolute(value.trim_start_matches('/').trim_end_matches('/'));
+                skipping = dropped(&dir);
+                skipping
+            }
+            Some(("R", name)) if !name.is_empty() => {
+                let sep = if dir.ends_with('/') { "" } else { "/" };
+                skipping = dropped(&format!("{dir}{sep}{name}"));
+                skipping
+            }
+            Some(("M" | "a" | "Z", _)) => skipping,
+            _ => {
+                // A new package (or any other field) ends the entry and resets the directory.
+                if bare.is_empty() {
+                    dir = String::from("/");
+                }
+                skipping = false;
+                false
+            }
+        };
+        if drop_line {
+            removed = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    removed.then_some(out)
+}
+
 /// `text` without the lines `drop_line` is true for, other lines byte for byte.
 fn filter_lines(text: &str, drop_line: impl Fn(&str) -> bool) -> Option<String> {
     let mut out = String::with_capacity(text.len());
@@ -502,6 +544,24 @@ pub fn plan(
                 out_generated.insert(k.clone(), new.into_bytes());
                 rewritten.push(absolute(&k));
             }
+        }
+    }
+    if !selection.dropped.is_empty() {
+        let k = key(crate::pkgdb::APK_INSTALLED).to_string();
+        let text = match (out_generated.get(&k), out_view.nodes.get(&k)) {
+            (Some(bytes), _) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            (None, Some(node)) if node.kind == EntryKind::File => read_node(flat, node),
+            _ => None,
+        };
+        let filtered =
+            text.and_then(|t| filter_apk_installed(&t, |p: &str| selection.dropped.contains(p)));
+        if let Some(new) = filtered {
+            if let Some(node) = out_view.nodes.get_mut(&k) {
+                node.data = None;
+                node.inode = 0;
+            }
+            out_generated.insert(k.clone(), new.into_bytes());
+            rewritten.push(absolute(&k));
         }
     }
     let measure = |v: &FlatView, g: &BTreeMap<String, Vec<u8>>| {
@@ -804,5 +864,19 @@ mod tests {
             "0123  usr/bin/gzip\n"
         );
         assert_eq!(filter_dpkg_md5sums("0123  usr/bin/gzip", dropped), None);
+    }
+
+    #[test]
+    fn apk_database_loses_dropped_entries_and_their_attributes() {
+        let db = "C:Q1abc=\nP:busybox\nV:1.36\nF:bin\nR:busybox\na:0:0:755\nZ:Q1x=\n\
+                  F:usr/share/man\nM:0:0:755\nF:usr/share/man/man1\nR:busybox.1.gz\nZ:Q1y=\n\
+                  \nC:Q1def=\nP:zlib\nR:copyright\nZ:Q1z=\n";
+        let dropped = |p: &str| p.starts_with("/usr/share/man/") || p == "/copyright";
+        assert_eq!(
+            filter_apk_installed(db, dropped).unwrap(),
+            "C:Q1abc=\nP:busybox\nV:1.36\nF:bin\nR:busybox\na:0:0:755\nZ:Q1x=\n\
+             F:usr/share/man\nM:0:0:755\n\nC:Q1def=\nP:zlib\n"
+        );
+        assert_eq!(filter_apk_installed(db, |_: &str| false), None);
     }
 }

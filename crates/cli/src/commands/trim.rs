@@ -133,7 +133,7 @@ pub(super) fn print_summary(command: &str, report: &TrimReport) {
     }
     if !report.pkgdb_rewritten.is_empty() {
         eprintln!(
-            "dpkg: {} file lists and md5sums rewritten without the dropped paths",
+            "package database: {} files rewritten without the dropped paths",
             report.pkgdb_rewritten.len()
         );
     }
