@@ -78,8 +78,9 @@ pub fn run(a: TrimArgs, global: &Global) -> Result<()> {
     .with_context(|| format!("cannot write the trimmed image of {src}"))?;
     let mut report = trimmed.report;
     report.source = Some(src.to_string());
-    write_report(a.report.as_ref(), &report)?;
     write_output(&dst, &out, global)?;
+    // After the image: a failed write leaves no report of an image that is not there.
+    write_report(a.report.as_ref(), &report)?;
     if !global.quiet {
         print_summary("trim", &report);
     }
