@@ -6,6 +6,8 @@
 //!   of the input, the savings are on stderr and in the report, and two runs give one digest;
 //! - a busybox root whose entrypoint script and its interpreter live under /usr/share/doc:
 //!   both stay (and stderr says why), the rest of the documentation goes, the output runs;
+//! - the same image with `LANG=de_DE.UTF-8`: the German catalogs stay, others go;
+//! - a `dir:` source without an entrypoint: a warning, and trimmed all the same;
 //! - bad input: an unknown category names the valid ones, a missing source and an output
 //!   that is not an image archive are errors that write nothing.
 //!
@@ -342,4 +344,64 @@ fn trim_refuses_to_overwrite_a_file_that_is_not_an_image() {
         .filter(|n| n != "notes.tar")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}; {}", run.describe());
+}
+
+#[test]
+fn trim_keeps_the_catalogs_of_the_configured_locale() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempdir();
+    let src = reference("docker-archive", &fx.nginx.join("base.tar"), None);
+    let out = tmp.path().join("out.tar");
+    let run = trim_ok(
+        &src,
+        &out,
+        "whittle-e2e/trim:de",
+        &["--env", "LANG=de_DE.UTF-8", "--drop", "locale"],
+    );
+    let input = archive_layers(&fx.nginx.join("base.tar")).members;
+    let output = archive_layers(&out).members;
+    let catalogs = |m: &BTreeMap<String, Member>, lang: &str| -> usize {
+        m.keys()
+            .filter(|p| under(p, &format!("/usr/share/locale/{lang}")))
+            .count()
+    };
+    assert!(catalogs(&input, "de") > 0 && catalogs(&input, "fr") > 0);
+    assert_eq!(
+        catalogs(&output, "de"),
+        catalogs(&input, "de"),
+        "LANG=de_DE.UTF-8 keeps the de catalogs; {}",
+        run.describe()
+    );
+    assert_eq!(catalogs(&output, "fr"), 0, "{}", run.describe());
+    assert_eq!(catalogs(&output, "de_CH"), 0, "{}", run.describe());
+    // Only locale was asked for: the documentation stays.
+    assert_eq!(
+        output.keys().filter(|p| under(p, "/usr/share/doc")).count(),
+        input.keys().filter(|p| under(p, "/usr/share/doc")).count()
+    );
+}
+
+#[test]
+fn trim_without_an_entrypoint_warns_and_trims() {
+    let tmp = tempdir();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("usr/share/doc/pkg")).unwrap();
+    fs::write(root.join("usr/share/doc/pkg/README"), "read me\n").unwrap();
+    fs::write(root.join("usr/share/doc/pkg/copyright"), "MIT\n").unwrap();
+    let out = tmp.path().join("out.tar");
+    let run = trim_ok(
+        &reference("dir", &root, None),
+        &out,
+        "whittle-e2e/trim:noentry",
+        &[],
+    );
+    assert!(
+        run.stderr()
+            .contains("warning: the image has no entrypoint"),
+        "{}",
+        run.describe()
+    );
+    let members = archive_layers(&out).members;
+    assert!(members.contains_key("/usr/share/doc/pkg/copyright"));
+    assert!(!members.contains_key("/usr/share/doc/pkg/README"));
 }
