@@ -5,6 +5,10 @@
 //! root (see `whittle-elf`), the files no linker shows, and what the user
 //! includes. Every kept path carries a [`Reason`] pointing at the path that
 //! needed it, so every decision can be explained.
+//!
+//! [`trim`] works the other way round, for images whose program nobody can exercise: a
+//! drop-set of categories no program reads (documentation, locales, caches), guarded by the
+//! same closure.
 #![deny(missing_docs)]
 
 mod dpkg;
@@ -14,6 +18,7 @@ pub mod pkgdb;
 mod planner;
 pub mod reason;
 pub mod report;
+pub mod trim;
 
 use std::collections::BTreeMap;
 

@@ -1,12 +1,16 @@
 //! `whittle extract --base BASE SRC DST`: what SRC installed on top of BASE,
 //! plus only the parts of BASE that it needs.
 
+use std::collections::BTreeSet;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use whittle_slim::trim::Category;
 use whittle_slim::Mode;
 
 use super::probe::TraceFlags;
 use super::slim::{write_slimmed, KeepFlags, RunChecks};
+use super::trim::{parse_drop, DEFAULT_DROP};
 use super::{open_source, open_source_with_base, parse_ref, parse_src_dst};
 use crate::args::{ConfigFlags, Global};
 use whittle_image::Image;
@@ -46,6 +50,11 @@ pub struct ExtractArgs {
     /// Run the source and the output under the same probes and fail (writing nothing) if they differ.
     #[arg(long)]
     verify: bool,
+    /// Also drop documentation, man pages, unused locales, package caches and logs from
+    /// the output, as `trim` does (`--trim=CATEGORIES` chooses them, as `trim --drop`).
+    #[arg(long, value_name = "CATEGORIES", num_args = 0..=1, require_equals = true,
+          default_missing_value = DEFAULT_DROP, value_parser = parse_drop)]
+    trim: Option<BTreeSet<Category>>,
 }
 
 /// Runs `extract`.
@@ -86,6 +95,7 @@ pub fn run(a: ExtractArgs, global: &Global) -> Result<()> {
         },
         global,
         "whittle extract",
+        a.trim.as_ref(),
     )
 }
 

@@ -7,6 +7,7 @@ mod inspect;
 mod probe;
 mod slim;
 mod squash;
+mod trim;
 mod verify;
 mod why;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Keep only what the image's program needs (its ELF closure, implicit files, includes).
     Slim(slim::SlimArgs),
+    /// Drop documentation, man pages, unused locales, package caches and logs; keep the rest.
+    Trim(trim::TrimArgs),
     /// Keep what an image added above its base, and only the parts of the base it needs.
     Extract(extract::ExtractArgs),
     /// Explain why a slimmed image kept a path.
@@ -58,6 +61,7 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Squash(a) => squash::run(a, global),
         Command::Inspect(a) => inspect::run(a, global),
         Command::Slim(a) => slim::run(a, global),
+        Command::Trim(a) => trim::run(a, global),
         Command::Extract(a) => extract::run(a, global),
         Command::Why(a) => why::run(a, global),
         Command::Verify(a) => verify::run(a, global),

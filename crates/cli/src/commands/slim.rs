@@ -1,13 +1,16 @@
 //! `whittle slim SRC DST`: keep only what the image's program needs.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use whittle_image::config::{self, ConfigEdit};
 use whittle_image::entries::ReadOptions;
+use whittle_image::flatten::FlatView;
 use whittle_image::mutate::{write_view, Flat};
 use whittle_image::{Compression, Image};
+use whittle_slim::trim::Category;
 use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
 use whittle_transport::ImageRef;
 
@@ -94,6 +97,7 @@ pub fn run(a: SlimArgs, global: &Global) -> Result<()> {
         &run,
         global,
         "whittle slim",
+        None,
     )
 }
 
@@ -116,6 +120,7 @@ pub(super) fn write_slimmed(
     checks: &RunChecks,
     global: &Global,
     created_by: &str,
+    trim: Option<&BTreeSet<Category>>,
 ) -> Result<()> {
     if !global.quiet {
         say_platform(src, config_flags, global);
@@ -130,6 +135,7 @@ pub(super) fn write_slimmed(
         },
     )?;
     let run_config = RunConfig::from_config(&edited)?;
+    let trim_config = run_config.clone();
     let scratch = scratch_for(dst)?;
     let flat = Flat::read(image, &scratch, &opts.limits, ReadOptions::default())
         .with_context(|| format!("cannot read {src}"))?;
@@ -163,6 +169,19 @@ pub(super) fn write_slimmed(
         layers,
     } = whittle_slim::plan(&flat, run_config, &slim_options, mode)
         .with_context(|| format!("cannot slim {src}"))?;
+    let (view, generated, layers, trim_report) = match trim {
+        Some(drop) => {
+            let t = whittle_slim::trim::plan(&flat, &view, &generated, trim_config, drop);
+            // The report (and `why`) speaks only of what the output has.
+            report.kept.retain(|k| {
+                k.path == "/" || t.view.nodes.contains_key(k.path.trim_start_matches('/'))
+            });
+            report.after = t.report.after;
+            let layers = layers.map(|ls| ls.iter().map(|l| restrict(l, &t.view)).collect());
+            (t.view, t.generated, layers, Some(t.report))
+        }
+        None => (view, generated, layers, None),
+    };
     opts.overrides
         .labels
         .push((REPORT_LABEL.to_string(), report.to_label()));
@@ -224,6 +243,10 @@ pub(super) fn write_slimmed(
             Mode::Extract { .. } => "extract",
         };
         print_summary(command, &report, &view);
+        if let Some(mut t) = trim_report {
+            t.source = Some(src.to_string());
+            super::trim::print_summary(&format!("{command} --trim"), &t);
+        }
         if original_run.is_none() {
             // Static analysis cannot see configuration and data files a program opens.
             eprintln!(
@@ -234,6 +257,17 @@ pub(super) fn write_slimmed(
         }
     }
     Ok(())
+}
+
+/// `layer` with only the paths `view` has, as `view` has them (rewritten files included).
+fn restrict(layer: &FlatView, view: &FlatView) -> FlatView {
+    let mut out = FlatView::default();
+    for k in layer.nodes.keys() {
+        if let Some(node) = view.nodes.get(k) {
+            out.nodes.insert(k.clone(), node.clone());
+        }
+    }
+    out
 }
 
 /// Says which platform of a multi-platform source is being slimmed.
