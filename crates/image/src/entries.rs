@@ -165,6 +165,23 @@ pub fn read_changes<R: Read>(
     limits: &Limits,
     opts: ReadOptions,
 ) -> Result<LayerChanges> {
+    read_changes_with(tar, layer, limits, opts, None)
+}
+
+/// Called with each regular file's data as the layer streams past: its normalised path, the
+/// offset of its data in the uncompressed tar (as [`LayerEntry::offset`]), its size and a
+/// reader over its bytes. It need not read them all; an error stops the read.
+pub type FileVisitor<'v> = dyn FnMut(&str, u64, u64, &mut dyn Read) -> io::Result<()> + 'v;
+
+/// [`read_changes`], also handing every regular file's data to `visit` while the stream
+/// passes (so a caller can hash file contents without a second read or a staged copy).
+pub fn read_changes_with<R: Read>(
+    tar: R,
+    layer: &Digest,
+    limits: &Limits,
+    opts: ReadOptions,
+    mut visit: Option<&mut FileVisitor<'_>>,
+) -> Result<LayerChanges> {
     let mut archive = tar::Archive::new(tar);
     let mut out = LayerChanges::default();
     let bad = |path: &str, reason: String| Error::BadEntry {
@@ -323,8 +340,9 @@ pub fn read_changes<R: Read>(
                 0
             };
             let offset = entry.raw_file_position();
+            let mut prefix = Vec::new();
             let elf = if opts.peek_elf && kind == EntryKind::File && size >= 16 {
-                let mut prefix = Vec::with_capacity(size.min(whittle_elf::PREFIX as u64) as usize);
+                prefix.reserve(size.min(whittle_elf::PREFIX as u64) as usize);
                 (&mut entry)
                     .take(whittle_elf::PREFIX as u64)
                     .read_to_end(&mut prefix)
@@ -333,6 +351,11 @@ pub fn read_changes<R: Read>(
             } else {
                 None
             };
+            if let (Some(visit), EntryKind::File) = (visit.as_mut(), &kind) {
+                // The bytes the ELF peek took come first, then the rest of the member.
+                let mut data = (&prefix[..]).chain(&mut entry);
+                visit(&path, offset, size, &mut data).map_err(read_err)?;
+            }
             out.changes.push(Change::Add(LayerEntry {
                 path,
                 kind,
