@@ -156,14 +156,8 @@ impl Contents {
     }
 
     /// The installed packages the image's own database lists, and its os-release.
-    pub fn installed_packages(&self) -> (Vec<pkgdb::InstalledPackage>, pkgdb::OsRelease) {
-        let read = |path: &str| self.read_text(path);
-        let os = pkgdb::OS_RELEASE
-            .iter()
-            .find_map(|path| read(path))
-            .map(|text| pkgdb::parse_os_release(&text))
-            .unwrap_or_default();
-        (pkgdb::installed_packages(read), os)
+    pub fn installed_packages(&self) -> pkgdb::PackageDb {
+        pkgdb::read_package_db(|path| self.read_text(path))
     }
 
     /// Every regular file, sorted by path.

@@ -20,7 +20,7 @@ mod time;
 
 use std::collections::BTreeSet;
 
-use whittle_slim::pkgdb::{InstalledPackage, OsRelease, PkgDbKind};
+use whittle_slim::pkgdb::{InstalledPackage, PackageDb, PkgDbKind};
 
 pub use contents::{Contents, FileDigests, FileInfo};
 pub use time::{created_from_config, rfc3339_normalize};
@@ -107,20 +107,23 @@ pub struct Sbom {
 }
 
 impl Sbom {
-    /// An SBOM of the image whose files `contents` holds, listing those of `packages` that
-    /// own at least one path there that is not a directory (every package owns `/usr`, so
-    /// directories alone would list every package). `packages` may come from another
-    /// image: a slimmed image usually has no package database, its source does.
+    /// An SBOM of the image whose files `contents` holds, listing the packages of `dbs`
+    /// that own at least one path there that is not a directory (every package owns `/usr`,
+    /// so directories alone would list every package). The databases may come from other
+    /// images: a slimmed image usually has no package database, its source does, and a
+    /// build takes files from several images.
     pub fn new(
         subject: Subject,
         created: String,
         contents: &Contents,
-        packages: Vec<InstalledPackage>,
-        os: &OsRelease,
+        dbs: &[PackageDb],
     ) -> Result<Sbom, SbomError> {
         let mut seen = BTreeSet::new();
         let mut kept = Vec::new();
-        for package in packages {
+        for (package, os) in dbs
+            .iter()
+            .flat_map(|db| db.packages.iter().map(move |p| (p.clone(), &db.os)))
+        {
             let mut present = false;
             let mut files = BTreeSet::new();
             for f in &package.files {

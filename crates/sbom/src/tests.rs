@@ -3,7 +3,7 @@
 use whittle_image::entries::{Change, EntryKind, LayerChanges, LayerEntry, Meta};
 use whittle_image::flatten::Flattener;
 use whittle_image::Digest;
-use whittle_slim::pkgdb::{InstalledPackage, OsRelease, PkgDbKind};
+use whittle_slim::pkgdb::{InstalledPackage, OsRelease, PackageDb, PkgDbKind};
 
 use super::*;
 
@@ -111,8 +111,10 @@ fn sbom(packages: Vec<InstalledPackage>) -> Sbom {
         subject(),
         "2023-11-14T22:13:20Z".into(),
         &contents(),
-        packages,
-        &bookworm(),
+        &[PackageDb {
+            packages,
+            os: bookworm(),
+        }],
     )
     .unwrap()
 }

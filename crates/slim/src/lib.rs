@@ -522,13 +522,7 @@ pub fn select(
 
 /// The installed packages of `flat`'s dpkg or apk database (with their file lists) and the
 /// distribution its `os-release` names: what an SBOM of an image made from `flat` reports.
-pub fn installed_packages(flat: &Flat) -> (Vec<pkgdb::InstalledPackage>, pkgdb::OsRelease) {
+pub fn installed_packages(flat: &Flat) -> pkgdb::PackageDb {
     let root = ImageRoot::new(flat);
-    let read = |path: &str| dpkg::read_text(&root, path);
-    let os = pkgdb::OS_RELEASE
-        .iter()
-        .find_map(|path| read(path))
-        .map(|text| pkgdb::parse_os_release(&text))
-        .unwrap_or_default();
-    (pkgdb::installed_packages(read), os)
+    pkgdb::read_package_db(|path| dpkg::read_text(&root, path))
 }

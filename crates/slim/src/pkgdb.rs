@@ -387,6 +387,28 @@ pub fn parse_os_release(text: &str) -> OsRelease {
     out
 }
 
+/// An image's installed packages and the distribution they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageDb {
+    /// Every installed package, in database order.
+    pub packages: Vec<InstalledPackage>,
+    /// The image's os-release (empty if it has none).
+    pub os: OsRelease,
+}
+
+/// [`installed_packages`] and the first [`OS_RELEASE`] file `read` finds.
+pub fn read_package_db(read: impl Fn(&str) -> Option<String>) -> PackageDb {
+    let os = OS_RELEASE
+        .iter()
+        .find_map(|path| read(path))
+        .map(|text| parse_os_release(&text))
+        .unwrap_or_default();
+    PackageDb {
+        packages: installed_packages(read),
+        os,
+    }
+}
+
 /// Splits `text` into blank-line-separated blocks, each the exact slice from the start of its
 /// first line to the end of its last line (without that line's `\n`).
 fn blocks(text: &str) -> Vec<&str> {
