@@ -387,6 +387,52 @@ mod tests {
     }
 
     #[test]
+    fn visitor_sees_every_file_with_its_offset() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("etc/a", &b"alpha"[..]),
+            ("bin/elf", b"\x7fELF-and-more-bytes"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        // With the ELF peek on too: the visitor still gets every byte.
+        for peek_elf in [false, true] {
+            let mut seen = Vec::new();
+            let mut visit = |path: &str, offset: u64, size: u64, r: &mut dyn Read| {
+                let mut bytes = Vec::new();
+                r.read_to_end(&mut bytes)?;
+                seen.push((path.to_string(), offset, size, bytes));
+                Ok(())
+            };
+            let changes = read_changes_with(
+                &tar[..],
+                &Digest::of(b"layer"),
+                &Limits::default(),
+                ReadOptions { peek_elf },
+                Some(&mut visit),
+            )
+            .unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(seen[0].0, "etc/a");
+            assert_eq!(seen[0].3, b"alpha");
+            assert_eq!(seen[1].3, b"\x7fELF-and-more-bytes");
+            for (change, (_, offset, size, bytes)) in changes.changes.iter().zip(&seen) {
+                let Change::Add(e) = change else { panic!() };
+                assert_eq!((e.offset, e.size), (*offset, *size));
+                assert_eq!(&tar[*offset as usize..][..bytes.len()], &bytes[..]);
+            }
+        }
+    }
+
+    #[test]
     fn classifies_whiteouts() {
         assert!(
             matches!(classify("etc/.wh.foo").unwrap(), Some(Change::Whiteout(p)) if p == "etc/foo")
