@@ -115,6 +115,11 @@ fn render(
     let mut sbom = Sbom::new(subject, created, &contents, &dbs)
         .with_context(|| format!("cannot make the SBOM of {r}"))?;
     sbom.inputs = inputs;
+    if sbom.packages.is_empty() && !global.quiet {
+        eprintln!(
+            "warning: the SBOM of {r} lists no packages: no dpkg or apk database names a file in it"
+        );
+    }
     Ok(sbom.render(format))
 }
 
