@@ -3,7 +3,9 @@
 # Debian's docker.io (dockerd), skopeo, umoci, debootstrap, busybox-static, musl-tools, g++,
 # docker-registry and htpasswd (registry tests), curl, psql (the PostgreSQL test's client),
 # uidmap (newuidmap/newgidmap: the sandbox for ordinary users), the OCI runtime spec's schema
-# and python3-jsonschema (seccomp profile checks).
+# and python3-jsonschema (seccomp profile checks), python3-venv and, in the venv
+# $WHITTLE_VENV (default /opt/whittle-venv), spdx-tools and cyclonedx-python-lib (the SBOM tests
+# validate whittle's SPDX and CycloneDX output with the formats' own tools).
 # Idempotent: installs only what is missing, starts dockerd only if it is not answering.
 set -euo pipefail
 
@@ -18,6 +20,8 @@ done
 [ -f /usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema/config-linux.json ] \
   || need+=(golang-github-opencontainers-specs-dev)
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+# Debian's python3 without python3-venv cannot make a venv (no ensurepip).
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # The docker client alone is not enough: dockerd comes with docker.io.
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -36,4 +40,13 @@ if ! docker info >/dev/null 2>&1; then
   nohup dockerd >/var/log/whittle-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start:" >&2; tail -20 /var/log/whittle-dockerd.log >&2; exit 1; }
+fi
+
+# The SBOM validators, in a venv of their own (Debian's python3 refuses system-wide pip).
+venv=${WHITTLE_VENV:-/opt/whittle-venv}
+if ! [ -x "$venv/bin/pyspdxtools" ] ||
+   ! "$venv/bin/python" -c 'from cyclonedx.validation.json import JsonStrictValidator; import jsonschema' >/dev/null 2>&1; then
+  echo "setup: installing spdx-tools and cyclonedx-python-lib in $venv" >&2
+  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check spdx-tools 'cyclonedx-python-lib[json-validation]'
 fi

@@ -56,6 +56,8 @@ pub struct Built {
     pub warnings: Vec<String>,
     /// Layer names, bottom first (the new layers only).
     pub layer_names: Vec<String>,
+    /// The package databases of the images files were taken from (for SBOMs).
+    pub packages: Vec<whittle_slim::pkgdb::PackageDb>,
 }
 
 struct Images {
@@ -496,12 +498,22 @@ pub fn build(
         config,
         layers,
     };
+    // In reference order, so the SBOM does not depend on the order images were opened in.
+    let packages = images
+        .by_ref
+        .iter()
+        .filter(|(r, _)| !r.starts_with("step:"))
+        .filter_map(|(_, i)| images.flats[*i].as_ref())
+        .map(whittle_slim::installed_packages)
+        .filter(|db| !db.packages.is_empty())
+        .collect();
     Ok(Built {
         image,
         inputs,
         host_network_steps,
         warnings,
         layer_names: staged.into_iter().map(|(n, _)| n).collect(),
+        packages,
     })
 }
 

@@ -165,6 +165,23 @@ pub fn read_changes<R: Read>(
     limits: &Limits,
     opts: ReadOptions,
 ) -> Result<LayerChanges> {
+    read_changes_with(tar, layer, limits, opts, None)
+}
+
+/// Called with each regular file's data as the layer streams past: its normalised path, the
+/// offset of its data in the uncompressed tar (as [`LayerEntry::offset`]), its size and a
+/// reader over its bytes. It need not read them all; an error stops the read.
+pub type FileVisitor<'v> = dyn FnMut(&str, u64, u64, &mut dyn Read) -> io::Result<()> + 'v;
+
+/// [`read_changes`], also handing every regular file's data to `visit` while the stream
+/// passes (so a caller can hash file contents without a second read or a staged copy).
+pub fn read_changes_with<R: Read>(
+    tar: R,
+    layer: &Digest,
+    limits: &Limits,
+    opts: ReadOptions,
+    mut visit: Option<&mut FileVisitor<'_>>,
+) -> Result<LayerChanges> {
     let mut archive = tar::Archive::new(tar);
     let mut out = LayerChanges::default();
     let bad = |path: &str, reason: String| Error::BadEntry {
@@ -323,8 +340,9 @@ pub fn read_changes<R: Read>(
                 0
             };
             let offset = entry.raw_file_position();
+            let mut prefix = Vec::new();
             let elf = if opts.peek_elf && kind == EntryKind::File && size >= 16 {
-                let mut prefix = Vec::with_capacity(size.min(whittle_elf::PREFIX as u64) as usize);
+                prefix.reserve(size.min(whittle_elf::PREFIX as u64) as usize);
                 (&mut entry)
                     .take(whittle_elf::PREFIX as u64)
                     .read_to_end(&mut prefix)
@@ -333,6 +351,11 @@ pub fn read_changes<R: Read>(
             } else {
                 None
             };
+            if let (Some(visit), EntryKind::File) = (visit.as_mut(), &kind) {
+                // The bytes the ELF peek took come first, then the rest of the member.
+                let mut data = (&prefix[..]).chain(&mut entry);
+                visit(&path, offset, size, &mut data).map_err(read_err)?;
+            }
             out.changes.push(Change::Add(LayerEntry {
                 path,
                 kind,
@@ -361,6 +384,52 @@ mod tests {
         assert!(normalize("a/../../b").is_err());
         assert!(normalize("/etc/passwd").is_err());
         assert!(normalize("a\0b").is_err());
+    }
+
+    #[test]
+    fn visitor_sees_every_file_with_its_offset() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("etc/a", &b"alpha"[..]),
+            ("bin/elf", b"\x7fELF-and-more-bytes"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        // With the ELF peek on too: the visitor still gets every byte.
+        for peek_elf in [false, true] {
+            let mut seen = Vec::new();
+            let mut visit = |path: &str, offset: u64, size: u64, r: &mut dyn Read| {
+                let mut bytes = Vec::new();
+                r.read_to_end(&mut bytes)?;
+                seen.push((path.to_string(), offset, size, bytes));
+                Ok(())
+            };
+            let changes = read_changes_with(
+                &tar[..],
+                &Digest::of(b"layer"),
+                &Limits::default(),
+                ReadOptions { peek_elf },
+                Some(&mut visit),
+            )
+            .unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(seen[0].0, "etc/a");
+            assert_eq!(seen[0].3, b"alpha");
+            assert_eq!(seen[1].3, b"\x7fELF-and-more-bytes");
+            for (change, (_, offset, size, bytes)) in changes.changes.iter().zip(&seen) {
+                let Change::Add(e) = change else { panic!() };
+                assert_eq!((e.offset, e.size), (*offset, *size));
+                assert_eq!(&tar[*offset as usize..][..bytes.len()], &bytes[..]);
+            }
+        }
     }
 
     #[test]

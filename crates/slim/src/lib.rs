@@ -524,3 +524,10 @@ pub fn select(
     }
     Ok((view, warnings))
 }
+
+/// The installed packages of `flat`'s dpkg or apk database (with their file lists) and the
+/// distribution its `os-release` names: what an SBOM of an image made from `flat` reports.
+pub fn installed_packages(flat: &Flat) -> pkgdb::PackageDb {
+    let root = ImageRoot::new(flat);
+    pkgdb::read_package_db(|path| dpkg::read_text(&root, path))
+}

@@ -44,6 +44,10 @@ pub struct Package {
     pub name: String,
     /// The package architecture, if the database records one.
     pub arch: Option<String>,
+    /// The package version (`V:`), if recorded.
+    pub version: Option<String>,
+    /// The package it was built from (`o:`, apk's origin), if recorded.
+    pub origin: Option<String>,
     /// Absolute paths the package owns, directories included.
     pub files: Vec<String>,
 }
@@ -58,6 +62,11 @@ pub struct DpkgStanza {
     /// Whether the `Status:` field's last word is `installed` (`install ok installed`,
     /// `hold ok installed`), as opposed to `config-files`, `half-installed` and the like.
     pub installed: bool,
+    /// The `Version:` field, if present and non-empty.
+    pub version: Option<String>,
+    /// The `Source:` field, if present and non-empty: `NAME` or `NAME (VERSION)` (see
+    /// [`parse_dpkg_source`]).
+    pub source: Option<String>,
     /// The stanza's exact text: its lines as in the file, without the line break after the
     /// last one.
     pub text: String,
@@ -101,9 +110,12 @@ pub fn parse_dpkg_status(text: &str) -> Vec<DpkgStanza> {
                 name: String::new(),
                 arch: None,
                 installed: false,
+                version: None,
+                source: None,
                 text: block.to_owned(),
             };
             let (mut seen_name, mut seen_arch, mut seen_status) = (false, false, false);
+            let non_empty = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
             for (key, value) in dpkg_fields(block) {
                 if key.eq_ignore_ascii_case("Package") && !seen_name {
                     seen_name = true;
@@ -114,6 +126,10 @@ pub fn parse_dpkg_status(text: &str) -> Vec<DpkgStanza> {
                 } else if key.eq_ignore_ascii_case("Status") && !seen_status {
                     seen_status = true;
                     stanza.installed = status_is_installed(value);
+                } else if key.eq_ignore_ascii_case("Version") && stanza.version.is_none() {
+                    stanza.version = non_empty(value);
+                } else if key.eq_ignore_ascii_case("Source") && stanza.source.is_none() {
+                    stanza.source = non_empty(value);
                 }
             }
             stanza
@@ -190,12 +206,16 @@ pub fn parse_apk_installed(text: &str) -> Vec<Package> {
         .filter_map(|block| {
             let mut name = None;
             let mut arch = None;
+            let mut version = None;
+            let mut origin = None;
             let mut files = Vec::new();
             let mut dir = String::new();
             for (key, value) in apk_fields(block) {
                 match key {
                     'P' if name.is_none() => name = Some(value.to_owned()),
                     'A' if arch.is_none() => arch = Some(value.to_owned()),
+                    'V' if version.is_none() => version = Some(value.to_owned()),
+                    'o' if origin.is_none() => origin = Some(value.to_owned()),
                     'F' => {
                         dir = absolute(value.trim_start_matches('/'));
                         files.push(dir.clone());
@@ -211,6 +231,8 @@ pub fn parse_apk_installed(text: &str) -> Vec<Package> {
             Some(Package {
                 name,
                 arch: arch.filter(|a| !a.is_empty()),
+                version: version.filter(|v| !v.is_empty()),
+                origin: origin.filter(|o| !o.is_empty()),
                 files,
             })
         })
@@ -240,6 +262,151 @@ pub fn trim_apk_installed(text: &str, keep: impl Fn(&str) -> bool) -> String {
             .is_some_and(|(_, name)| !name.is_empty() && keep(name))
     });
     join_blocks(kept)
+}
+
+/// dpkg's `Source:` value as `(name, version)`: `glibc` or `glibc (2.36-9)`. The version is
+/// there only when the binary package's version differs from its source's (binNMUs,
+/// packages like `libgcc-s1` built from `gcc-12`).
+pub fn parse_dpkg_source(value: &str) -> (&str, Option<&str>) {
+    let value = value.trim();
+    match value.split_once('(') {
+        Some((name, rest)) => {
+            let version = rest.split(')').next().unwrap_or("").trim();
+            (name.trim(), Some(version).filter(|v| !v.is_empty()))
+        }
+        None => (value, None),
+    }
+}
+
+/// One installed package with what an SBOM reports of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    /// Which database listed it.
+    pub kind: PkgDbKind,
+    /// The binary package name.
+    pub name: String,
+    /// Its version, if recorded.
+    pub version: Option<String>,
+    /// Its architecture, if recorded (`amd64`, `all`, `x86_64`).
+    pub arch: Option<String>,
+    /// The source package it was built from (dpkg `Source:`, apk `o:`); the package's own
+    /// name when the database names none.
+    pub source_name: String,
+    /// The source package's version: the one in `Source: NAME (VERSION)`, else the package's.
+    pub source_version: Option<String>,
+    /// Absolute paths the package owns, directories included, in database order.
+    pub files: Vec<String>,
+}
+
+/// Every installed package of an image, read with `read` (the text of a file at an absolute
+/// path inside the image, symlinks followed; `None` if it is not there).
+///
+/// dpkg's `status` is read first (with each package's `info/NAME[:ARCH].list`; a package
+/// without a list has no files), then apk's `installed`; an image with both gets both.
+/// Packages come in database order.
+pub fn installed_packages(read: impl Fn(&str) -> Option<String>) -> Vec<InstalledPackage> {
+    let mut out = Vec::new();
+    if let Some(status) = read(DPKG_STATUS) {
+        for stanza in parse_dpkg_status(&status)
+            .into_iter()
+            .filter(|s| s.installed && !s.name.is_empty())
+        {
+            let files = dpkg_list_names(&stanza.name, stanza.arch.as_deref())
+                .into_iter()
+                .find_map(|list| read(&format!("{DPKG_INFO_DIR}/{list}")))
+                .map(|text| parse_dpkg_list(&text))
+                .unwrap_or_default();
+            let (source_name, source_version) = match stanza.source.as_deref() {
+                Some(source) => {
+                    let (name, version) = parse_dpkg_source(source);
+                    (
+                        Some(name).filter(|n| !n.is_empty()),
+                        version.map(str::to_owned),
+                    )
+                }
+                None => (None, None),
+            };
+            out.push(InstalledPackage {
+                kind: PkgDbKind::Dpkg,
+                source_name: source_name.unwrap_or(&stanza.name).to_owned(),
+                source_version: source_version.or_else(|| stanza.version.clone()),
+                name: stanza.name,
+                version: stanza.version,
+                arch: stanza.arch,
+                files,
+            });
+        }
+    }
+    if let Some(installed) = read(APK_INSTALLED) {
+        for p in parse_apk_installed(&installed) {
+            out.push(InstalledPackage {
+                kind: PkgDbKind::Apk,
+                source_name: p.origin.unwrap_or_else(|| p.name.clone()),
+                source_version: p.version.clone(),
+                name: p.name,
+                version: p.version,
+                arch: p.arch,
+                files: p.files,
+            });
+        }
+    }
+    out
+}
+
+/// Where `os-release` may be (absolute paths inside the image), in the order to try them.
+pub const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
+
+/// The fields of `os-release` that name the distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsRelease {
+    /// `ID` (`debian`, `ubuntu`, `alpine`).
+    pub id: Option<String>,
+    /// `VERSION_ID` (`12`, `3.19.1`).
+    pub version_id: Option<String>,
+}
+
+/// Parses `os-release` (shell-style `KEY=value` lines, values optionally quoted).
+pub fn parse_os_release(text: &str) -> OsRelease {
+    let mut out = OsRelease::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.trim().split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+            .unwrap_or(value);
+        let value = Some(value.to_owned()).filter(|v| !v.is_empty());
+        match key.trim() {
+            "ID" => out.id = value,
+            "VERSION_ID" => out.version_id = value,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An image's installed packages and the distribution they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageDb {
+    /// Every installed package, in database order.
+    pub packages: Vec<InstalledPackage>,
+    /// The image's os-release (empty if it has none).
+    pub os: OsRelease,
+}
+
+/// [`installed_packages`] and the first [`OS_RELEASE`] file `read` finds.
+pub fn read_package_db(read: impl Fn(&str) -> Option<String>) -> PackageDb {
+    let os = OS_RELEASE
+        .iter()
+        .find_map(|path| read(path))
+        .map(|text| parse_os_release(&text))
+        .unwrap_or_default();
+    PackageDb {
+        packages: installed_packages(read),
+        os,
+    }
 }
 
 /// Splits `text` into blank-line-separated blocks, each the exact slice from the start of its
@@ -500,6 +667,123 @@ Homepage: https://nginx.org";
             trim_apk_installed("P:x\r\nF:bin\r\n\r\nP:y\r\n", |n| n == "y"),
             "P:y\r\n"
         );
+    }
+
+    #[test]
+    fn versions_and_sources() {
+        let stanzas = parse_dpkg_status(&status());
+        let fields: Vec<_> = stanzas
+            .iter()
+            .map(|s| (s.version.as_deref(), s.source.as_deref()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (Some("12.4+deb12u5"), None),
+                (Some("2.36-9+deb12u7"), Some("glibc")),
+                (Some("8.2302.0-1"), None),
+                (Some("1.22.1-9"), Some("nginx")),
+            ]
+        );
+        assert_eq!(parse_dpkg_source("glibc"), ("glibc", None));
+        assert_eq!(
+            parse_dpkg_source(" gcc-12 (12.2.0-14) "),
+            ("gcc-12", Some("12.2.0-14"))
+        );
+        assert_eq!(parse_dpkg_source("odd ()"), ("odd", None));
+        assert_eq!(parse_dpkg_source("odd (1.0"), ("odd", Some("1.0")));
+    }
+
+    #[test]
+    fn installed_packages_from_both_databases() {
+        let gcc = "Package: libgcc-s1\nStatus: install ok installed\nArchitecture: amd64\n\
+                   Multi-Arch: same\nSource: gcc-12 (12.2.0-14)\nVersion: 12.2.0-14\n";
+        let text = format!("{LIBC6}\n\n{RSYSLOG_GONE}\n\n{gcc}\n{NGINX_LIGHT}\n");
+        let read = |path: &str| -> Option<String> {
+            match path {
+                DPKG_STATUS => Some(text.clone()),
+                "/var/lib/dpkg/info/libc6:amd64.list" => Some("/.\n/lib\n/lib/libc.so.6\n".into()),
+                "/var/lib/dpkg/info/nginx-light.list" => Some("/usr/sbin/nginx\n".into()),
+                APK_INSTALLED => Some(APK_MUSL.into()),
+                _ => None,
+            }
+        };
+        let packages = installed_packages(read);
+        let summary: Vec<_> = packages
+            .iter()
+            .map(|p| {
+                (
+                    p.kind,
+                    p.name.as_str(),
+                    p.version.as_deref(),
+                    p.source_name.as_str(),
+                    p.source_version.as_deref(),
+                    p.files.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    PkgDbKind::Dpkg,
+                    "libc6",
+                    Some("2.36-9+deb12u7"),
+                    "glibc",
+                    Some("2.36-9+deb12u7"),
+                    3
+                ),
+                (
+                    PkgDbKind::Dpkg,
+                    "libgcc-s1",
+                    Some("12.2.0-14"),
+                    "gcc-12",
+                    Some("12.2.0-14"),
+                    0
+                ),
+                (
+                    PkgDbKind::Dpkg,
+                    "nginx-light",
+                    Some("1.22.1-9"),
+                    "nginx",
+                    Some("1.22.1-9"),
+                    1
+                ),
+                (
+                    PkgDbKind::Apk,
+                    "musl",
+                    Some("1.2.4_git20230717-r4"),
+                    "musl",
+                    Some("1.2.4_git20230717-r4"),
+                    3
+                ),
+            ]
+        );
+        assert_eq!(packages[0].arch.as_deref(), Some("amd64"));
+        assert_eq!(packages[3].arch.as_deref(), Some("x86_64"));
+        assert!(installed_packages(|_| None).is_empty());
+    }
+
+    #[test]
+    fn os_release_fields() {
+        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+                      VERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+        assert_eq!(
+            parse_os_release(debian),
+            OsRelease {
+                id: Some("debian".into()),
+                version_id: Some("12".into())
+            }
+        );
+        let alpine = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n";
+        assert_eq!(
+            parse_os_release(alpine).version_id.as_deref(),
+            Some("3.19.1")
+        );
+        // Debian testing has no VERSION_ID.
+        let sid = "ID=debian\nVERSION_ID=''\n# comment\n";
+        assert_eq!(parse_os_release(sid).version_id, None);
+        assert_eq!(parse_os_release(""), OsRelease::default());
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub struct BuildArgs {
     provenance: Option<PathBuf>,
     /// Instead of an image, write DIR/Dockerfile (FROM scratch, ADD rootfs.tar /, the config)
     /// and DIR/rootfs.tar, for pipelines that must end in `docker build`.
-    #[arg(long, value_name = "DIR", conflicts_with = "dst")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dst", "sbom"])]
     emit_context: Option<PathBuf>,
+    #[command(flatten)]
+    sbom: super::sbom::SbomFlags,
 }
 
 /// Every key of a spec, for `--help` (docs/BUILD.md has the details).
@@ -91,6 +93,18 @@ pub fn run(a: BuildArgs, global: &Global) -> Result<()> {
         let text = serde_json::to_vec_pretty(&statement).unwrap_or_default();
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let inputs = built
+        .inputs
+        .iter()
+        .map(|i| whittle_sbom::BuildInput {
+            kind: i.kind.to_string(),
+            name: i.name.clone(),
+            digest: i.digest.clone(),
+        })
+        .collect();
+    // Files taken from images keep their packages: the images' databases say which.
+    let dbs = built.packages.clone();
+    super::sbom::write_for_output(&a.sbom, &dst, &digest, &built.image, dbs, inputs, global)?;
     Ok(())
 }
 

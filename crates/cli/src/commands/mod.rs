@@ -5,6 +5,7 @@ mod copy;
 mod extract;
 mod inspect;
 mod probe;
+mod sbom;
 mod slim;
 mod squash;
 mod trim;
@@ -41,6 +42,8 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Explain why a slimmed image kept a path.
     Why(why::WhyArgs),
+    /// Write an SBOM of an image (SPDX 2.3 or CycloneDX 1.5 JSON): its OS packages and files.
+    Sbom(sbom::SbomArgs),
     /// Run two images (an original and its slimmed form) under the same probes and compare.
     Verify(verify::VerifyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -64,6 +67,7 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Trim(a) => trim::run(a, global),
         Command::Extract(a) => extract::run(a, global),
         Command::Why(a) => why::run(a, global),
+        Command::Sbom(a) => sbom::run(a, global),
         Command::Verify(a) => verify::run(a, global),
         // main answers these: they need the whole command line's definition.
         Command::Completions { .. } | Command::Man => Ok(()),

@@ -15,6 +15,7 @@ use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
 use whittle_transport::ImageRef;
 
 use super::probe::{require_probes_ok, traced_paths, traced_run, TraceFlags};
+use super::sbom::SbomFlags;
 use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
 use crate::args::{ConfigFlags, Global};
 
@@ -43,6 +44,8 @@ pub struct KeepFlags {
     /// The output layer's compression: gzip, zstd or none.
     #[arg(long, value_name = "ALGO", default_value = "gzip")]
     compression: Compression,
+    #[command(flatten)]
+    sbom: SbomFlags,
 }
 
 impl KeepFlags {
@@ -236,7 +239,14 @@ pub(super) fn write_slimmed(
         std::fs::write(path, json)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
-    write_output(dst, &out, global)?;
+    let digest = write_output(dst, &out, global)?;
+    // The output rarely keeps the package database (--keep-pkgdb): the source's says
+    // which packages the kept files belong to.
+    let dbs = match keep.sbom.sbom {
+        Some(_) => vec![whittle_slim::installed_packages(&flat)],
+        None => Vec::new(),
+    };
+    super::sbom::write_for_output(&keep.sbom, dst, &digest, &out, dbs, Vec::new(), global)?;
     if !global.quiet {
         let command = match mode {
             Mode::Slim => "slim",

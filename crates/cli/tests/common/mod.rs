@@ -1675,3 +1675,97 @@ pub mod multi_platform {
         (digests[0].clone(), digests[1].clone())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// sbom_e2e: the SBOM formats' own validators (crates/cli/tests/e2e_sbom.rs), from the venv
+// scripts/setup.sh makes ($WHITTLE_VENV, default /opt/whittle-venv).
+// ---------------------------------------------------------------------------------------
+#[allow(dead_code)]
+pub mod sbom_e2e {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// pyspdxtools and a Python with cyclonedx-python-lib's JSON validator.
+    pub struct Validators {
+        pyspdxtools: PathBuf,
+        python: PathBuf,
+    }
+
+    /// The validators, or `None` after `skip_or_panic` (a failure when `CI` is set: setup.sh
+    /// installs them).
+    pub fn validators() -> Option<Validators> {
+        let venv = std::env::var_os("WHITTLE_VENV")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("/opt/whittle-venv"), PathBuf::from);
+        let v = Validators {
+            pyspdxtools: venv.join("bin/pyspdxtools"),
+            python: venv.join("bin/python"),
+        };
+        let cyclonedx = Command::new(&v.python)
+            .args([
+                "-c",
+                "from cyclonedx.validation.json import JsonStrictValidator",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !v.pyspdxtools.is_file() || !cyclonedx {
+            super::docker_e2e::skip_or_panic(&format!(
+                "the SBOM validators (spdx-tools, cyclonedx-python-lib[json-validation]) are \
+                 not in {} (scripts/setup.sh installs them)",
+                venv.display()
+            ));
+            return None;
+        }
+        Some(v)
+    }
+
+    impl Validators {
+        /// `pyspdxtools -i FILE`: parses and validates an SPDX document; the error is its output.
+        pub fn spdx(&self, file: &Path) -> Result<(), String> {
+            let out = Command::new(&self.pyspdxtools)
+                .arg("-i")
+                .arg(file)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", self.pyspdxtools.display()))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pyspdxtools -i {} exited with {}:\n{}{}",
+                    file.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        }
+
+        /// cyclonedx-python-lib's strict JSON schema validation for CycloneDX 1.5.
+        pub fn cyclonedx(&self, file: &Path) -> Result<(), String> {
+            const SCRIPT: &str = "
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    print(error)
+    sys.exit(1)
+";
+            let out = Command::new(&self.python)
+                .args(["-c", SCRIPT])
+                .arg(file)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", self.python.display()))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the CycloneDX 1.5 validator refused {}:\n{}{}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        }
+    }
+}
