@@ -24,7 +24,9 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::docker_e2e::{docker, read_json, reference, serve_and_fetch, DockerCleanup};
+use common::docker_e2e::{
+    docker, read_json, reference, serve_and_fetch, whittle_ok, DockerCleanup,
+};
 use common::slim_e2e::{
     archive_has_blob, archive_layers, dir_entries, docker_image_inspect, docker_load,
     docker_run_offline, expected_output, first_lines, fixtures, nginx_include_args,
@@ -1302,6 +1304,82 @@ fn layering_packages_shares_the_bottom_layer() {
         assert_eq!(got, expected_output(fx.slim, name));
     }
     assert_eq!(bottoms[0], bottoms[1], "the bottom layers differ");
+}
+
+/// Two bases installed apart from the same packages differ only in their directories'
+/// times (when things were installed). `--layering packages` gives a layer's directories a
+/// time that depends on its files alone, so apps slimmed from either base share the
+/// bottom layer, and both run.
+#[test]
+fn layering_packages_shares_the_bottom_layer_across_bases_installed_apart() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempdir();
+    let mut cleanup = DockerCleanup::default();
+    // One flattened root of the cxx image, then a copy whose directories are a day younger.
+    let flat = tmp.path().join("flat.tar");
+    whittle_ok([
+        "squash".to_string(),
+        reference("docker-archive", &fx.slim.join("cxx.tar"), None),
+        reference("docker-archive", &flat, None),
+        "--compression".into(),
+        "none".into(),
+    ]);
+    let first = tmp.path().join("first");
+    fs::create_dir(&first).unwrap();
+    unpack_single_layer(&flat, &first);
+    let second = tmp.path().join("second");
+    let copied = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(&first)
+        .arg(&second)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let touched = std::process::Command::new("find")
+        .arg(&second)
+        .args([
+            "-type",
+            "d",
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "@1700086400",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let mut bottoms = Vec::new();
+    for (name, root) in [("first", &first), ("second", &second)] {
+        let out = tmp.path().join(format!("{name}.tar"));
+        let tag = format!("whittle-e2e/layered-apart:{name}");
+        fresh_tag(&tag, &mut cleanup);
+        slim_ok(
+            &reference("dir", root, None),
+            &out,
+            &tag,
+            None,
+            &[
+                "--layering".into(),
+                "packages".into(),
+                "--entrypoint".into(),
+                r#"["/usr/local/bin/cxx-demo"]"#.into(),
+            ],
+        );
+        let ids = archive_layers_diff_ids(&out);
+        assert_eq!(ids.len(), 3, "{name}: {ids:?}");
+        bottoms.push(ids);
+        docker_load(&out, &tag);
+        let (ok, got, err) = docker_run_offline(&tag);
+        assert!(ok, "{name} (layered) failed: {got} {err}");
+        assert_eq!(got, expected_output(fx.slim, "cxx"));
+    }
+    assert_eq!(
+        bottoms[0][0], bottoms[1][0],
+        "the bottom layers of bases installed apart differ"
+    );
 }
 
 /// Regression (issue 15): `--exclude` of the entrypoint, or of a library it links,

@@ -274,17 +274,42 @@ pub fn write_layers(
 ) -> Result<Image> {
     let mut layers = Vec::with_capacity(views.len());
     for view in views {
-        layers.push(write_layer(flat, view, generated, scratch, opts)?);
+        // A directory's time says when something was installed, not what the layer
+        // holds: two bases installed apart with the same packages differ only there. A
+        // time that depends on the layer's files alone lets their layers be one blob.
+        let dir_mtime = opts
+            .source_date_epoch
+            .unwrap_or_else(|| newest_file_mtime(view));
+        layers.push(write_layer(
+            flat,
+            view,
+            generated,
+            scratch,
+            opts,
+            Some(dir_mtime),
+        )?);
     }
     new_image(image, layers, Some(created_by), opts)
 }
 
+/// The newest time of a layer's non-directory entries (0 when it has none).
+fn newest_file_mtime(view: &FlatView) -> u64 {
+    view.nodes
+        .values()
+        .filter(|n| n.kind != EntryKind::Dir && !n.implicit)
+        .map(|n| n.meta.mtime)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes one layer of `view`; `dir_mtime` replaces every directory's time when given.
 fn write_layer(
     flat: &Flat,
     view: &FlatView,
     generated: &BTreeMap<String, Vec<u8>>,
     scratch: &Arc<Scratch>,
     opts: &MutateOptions,
+    dir_mtime: Option<u64>,
 ) -> Result<Layer> {
     let generated_mtime = opts.source_date_epoch.unwrap_or(0);
     // The first path of each hard-link group (in output order) carries the data.
@@ -300,6 +325,9 @@ fn write_layer(
         let mut meta = node.meta.clone();
         if node.implicit {
             meta.mtime = generated_mtime;
+        }
+        if let (EntryKind::Dir, Some(t)) = (&node.kind, dir_mtime) {
+            meta.mtime = t;
         }
         if node.inode != 0 {
             if let Some(first) = primary.get(&node.inode).filter(|p| **p != path.as_str()) {
