@@ -49,4 +49,9 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   echo "test: the documented examples, as written" >&2
   scripts/doc-examples.sh || status=1
 fi
+# whittle's own image, built by whittle (deploy/image): reproducible, and working in docker run.
+if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
+  echo "test: whittle's own image (deploy/image/test.sh)" >&2
+  deploy/image/test.sh || status=1
+fi
 exit $status

@@ -32,7 +32,19 @@ fn locate() -> Option<(PathBuf, String, Version)> {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        let point = left.split_whitespace().nth(4)?;
+        let mut fields = left.split_whitespace();
+        // ROOT: the part of the hierarchy mounted there (in a container without its own
+        // cgroup namespace, its own group: /proc/self/cgroup's path then starts with it).
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        let below_root = |path: &str| -> String {
+            match path.strip_prefix(root) {
+                Some(rest) if root != "/" && (rest.is_empty() || rest.starts_with('/')) => {
+                    rest.to_string()
+                }
+                _ => path.to_string(),
+            }
+        };
         let mut r = right.split_whitespace();
         let (fstype, super_opts) = (r.next()?, r.nth(1).unwrap_or(""));
         match fstype {
@@ -43,7 +55,7 @@ fn locate() -> Option<(PathBuf, String, Version)> {
                     controllers
                         .split(',')
                         .any(|c| c == "memory")
-                        .then(|| path.to_string())
+                        .then(|| below_root(path))
                 })?;
                 return Some((PathBuf::from(point), path, Version::V1));
             }
@@ -51,7 +63,7 @@ fn locate() -> Option<(PathBuf, String, Version)> {
                 let path = own
                     .lines()
                     .find_map(|l| l.strip_prefix("0::"))
-                    .map(str::to_string);
+                    .map(below_root);
                 if let Some(path) = path {
                     let base = Path::new(point).join(path.trim_start_matches('/'));
                     let delegated = std::fs::read_to_string(base.join("cgroup.subtree_control"))
@@ -82,11 +94,14 @@ impl MemoryCgroup {
         let dir = mount.join(own.trim_start_matches('/')).join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
-            // Not ours to divide (an ordinary user, a read-only hierarchy).
+            // Not ours to divide (an ordinary user, a read-only hierarchy, a group this
+            // mount namespace does not show).
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                    std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::ReadOnlyFilesystem
+                        | std::io::ErrorKind::NotFound
                 ) =>
             {
                 return Ok(None)

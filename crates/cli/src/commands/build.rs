@@ -57,7 +57,8 @@ pub fn run(a: BuildArgs, global: &Global) -> Result<()> {
         Some(d) => scratch_for(d)?,
         None => std::sync::Arc::new(whittle_image::Scratch::new_in(&std::env::temp_dir())?),
     };
-    let memory = super::probe::memory_scratch();
+    // Builder roots are not sized before they are unpacked: only a roomy /dev/shm.
+    let memory = super::probe::memory_scratch(1 << 30);
     let run_dir = memory
         .as_ref()
         .map_or_else(|| scratch.path().to_path_buf(), |m| m.path().to_path_buf());

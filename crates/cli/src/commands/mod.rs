@@ -3,6 +3,7 @@
 mod build;
 mod copy;
 mod extract;
+mod fleet;
 mod inspect;
 mod probe;
 mod sbom;
@@ -46,6 +47,8 @@ pub enum Command {
     Sbom(sbom::SbomArgs),
     /// Run two images (an original and its slimmed form) under the same probes and compare.
     Verify(verify::VerifyArgs),
+    /// Slim many images from a plan (or one shard of it), skipping outputs already made.
+    Fleet(fleet::FleetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -69,6 +72,7 @@ pub fn run(command: Command, global: &Global) -> Result<()> {
         Command::Why(a) => why::run(a, global),
         Command::Sbom(a) => sbom::run(a, global),
         Command::Verify(a) => verify::run(a, global),
+        Command::Fleet(a) => fleet::run(a, global),
         // main answers these: they need the whole command line's definition.
         Command::Completions { .. } | Command::Man => Ok(()),
     }

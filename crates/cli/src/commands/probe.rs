@@ -246,14 +246,17 @@ fn sweep_dead_runs(dir: &std::path::Path) {
 pub const MEMORY_DIR: &str = "/dev/shm";
 
 /// A scratch directory in memory (on /dev/shm) for unpacked roots, when
-/// /dev/shm is a tmpfs; also sweeps roots dead whittle processes left there.
-pub fn memory_scratch() -> Option<Scratch> {
+/// /dev/shm is a tmpfs with room for `need` bytes (a container's is 64 MB by
+/// default); also sweeps roots dead whittle processes left there.
+pub fn memory_scratch(need: u64) -> Option<Scratch> {
     let shm = std::path::Path::new(MEMORY_DIR);
+    let stat = rustix::fs::statfs(shm).ok()?;
     // (f_type's integer type differs between targets.)
     #[allow(clippy::unnecessary_cast)]
-    let is_tmpfs =
-        rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == libc::TMPFS_MAGIC as i64);
-    if !is_tmpfs {
+    let is_tmpfs = stat.f_type as i64 == libc::TMPFS_MAGIC as i64;
+    #[allow(clippy::unnecessary_cast)]
+    let free = (stat.f_bavail as u64).saturating_mul(stat.f_bsize as u64);
+    if !is_tmpfs || free < need {
         return None;
     }
     sweep_dead_runs(shm);
@@ -271,7 +274,9 @@ fn run_dir<'a>(flat: &Flat, scratch: &'a Scratch) -> Result<RunDir<'a>> {
         })
         .map_or(0, |kb| kb * 1024);
     if bytes < available / 4 {
-        if let Some(s) = memory_scratch() {
+        // Room for the root and what the run writes beside it (logs, a database's files).
+        let need = bytes.saturating_add(bytes / 4).saturating_add(64 << 20);
+        if let Some(s) = memory_scratch(need) {
             return Ok(RunDir::Memory(s));
         }
     }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Tests whittle's own image (deploy/image/build.sh) with real components, as CI runs it
+# (scripts/test.sh, as root, dockerd running, fixtures built):
+#   - built twice, from this tree and from a copy of it elsewhere: the same digest;
+#   - its size (the aim: under 15 MB);
+#   - under plain `docker run` (default security options, its nonroot user): --version,
+#     a copy from a registry (Debian's docker-registry on 127.0.0.1) to another repository,
+#     and a static slim of the nginx fixture whose output then serves its page in dockerd;
+#   - a traced slim (of the Python application fixture) inside the container with the
+#     options docs/DEPLOY.md names (no --privileged, no capability added); its output serves.
+# Usage: deploy/image/test.sh   Environment: WHITTLE_FIXTURES (the nginx fixture; default
+# target/fixtures/nginx), CARGO_TARGET_DIR for the musl build (default target/musl-image).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+nginx_fx=${WHITTLE_FIXTURES:-$PWD/target/fixtures/nginx}
+[ -f "$nginx_fx/nginx.tar" ] || { echo "image test: no $nginx_fx/nginx.tar (build the fixtures first)" >&2; exit 1; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/musl-image}
+work=$(mktemp -d /var/tmp/whittle-image-test.XXXXXX)
+chmod 0777 "$work"   # the container's nonroot user writes its outputs here
+tag=whittle-test/whittle:image-test
+registry_pid=""
+containers=()
+cleanup() {
+  local c
+  for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
+  docker rmi -f "$tag" whittle-test/image-test-slim:static whittle-test/image-test-slim:traced >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "image test: FAIL: $*" >&2; exit 1; }
+
+# Built twice: here, and from a copy of the tree in another directory.
+first=$(deploy/image/build.sh "oci:$work/whittle-oci-1")
+mkdir "$work/checkout"
+git ls-files -co --exclude-standard -z | grep -zv '^deploy/image/context/' \
+  | xargs -0 cp --parents -t "$work/checkout"
+second=$(cd "$work/checkout" && deploy/image/build.sh "oci:$work/whittle-oci-2")
+[ "$first" = "$second" ] || fail "two checkouts built different images: $first and $second"
+echo "image test: the same image from two checkouts: $first" >&2
+whittle=$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/whittle
+"$whittle" -q copy "oci:$work/whittle-oci-1" "docker-archive:$work/whittle.tar:$tag" >/dev/null
+bytes=$(tar -xOf "$work/whittle.tar" manifest.json | python3 -c '
+import json, sys, tarfile
+m = json.load(sys.stdin)[0]
+t = tarfile.open(sys.argv[1])
+print(sum(t.getmember(l).size for l in m["Layers"]))' "$work/whittle.tar")
+echo "image test: whittle's image is $bytes bytes of layers (aim: under 15 MB)" >&2
+[ "$bytes" -lt 15000000 ] || fail "the image is $bytes bytes, more than 15 MB"
+
+docker load -q -i "$work/whittle.tar" >/dev/null
+user=$(docker inspect -f '{{.Config.User}}' "$tag")
+[ "$user" = "65532:65532" ] || fail "the image runs as '$user', not nonroot"
+version=$(docker run --rm "$tag" --version)
+echo "image test: docker run $tag --version: $version" >&2
+if docker run --rm --entrypoint /bin/sh "$tag" -c true >/dev/null 2>&1; then
+  fail "the image has a shell"
+fi
+
+# A registry on 127.0.0.1, an image in it, a copy to another repository by the container.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+YML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+reg=127.0.0.1:$port
+"$whittle" -q --tls-verify=false copy "docker-archive:$nginx_fx/nginx.tar" "docker://$reg/test/nginx:1" >/dev/null
+docker run --rm --network host "$tag" --tls-verify=false \
+  copy "docker://$reg/test/nginx:1" "docker://$reg/copied/nginx:1" >/dev/null \
+  || fail "the container could not copy between repositories"
+src_digest=$(docker run --rm --network host "$tag" --tls-verify=false inspect --json "docker://$reg/test/nginx:1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifest_digest"])')
+dst_digest=$(docker run --rm --network host "$tag" --tls-verify=false inspect --json "docker://$reg/copied/nginx:1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifest_digest"])')
+[ "$src_digest" = "$dst_digest" ] || fail "the copy has digest $dst_digest, the source $src_digest"
+echo "image test: the container copied docker://$reg/test/nginx:1 to copied/nginx:1 ($dst_digest)" >&2
+
+# serves TAG PORT TEXT: runs it and fetches its page, which must hold TEXT.
+serves() {
+  local cid ip body=""
+  cid=$(docker run -d "$1"); containers+=("$cid")
+  ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$cid")
+  for _ in $(seq 1 200); do
+    body=$(curl -fsS "http://$ip:$2/" 2>/dev/null) && break
+    sleep 0.1
+  done
+  grep -q "$3" <<<"$body" || { docker logs "$cid" >&2; fail "$1 does not serve its page"; }
+}
+
+# A static slim in the container, from the registry, into a volume (the configuration and
+# data that no linker shows named with --include, as a static slim needs).
+docker run --rm --network host -v "$work:/work" "$tag" --tls-verify=false \
+  slim "docker://$reg/test/nginx:1" "docker-archive:/work/static.tar:whittle-test/image-test-slim:static" \
+  --include /etc/nginx --include /var/www --include /usr/share/nginx --include /var/lib/nginx \
+  --include /var/log/nginx 2>"$work/static.err" || { cat "$work/static.err" >&2; fail "static slim in the container failed"; }
+docker load -q -i "$work/static.tar" >/dev/null
+serves whittle-test/image-test-slim:static 80 "whittle test page"
+echo "image test: a static slim in the container serves" >&2
+
+# A traced slim in the container: the sandbox needs a user namespace and a new mount of
+# proc, which Docker's default seccomp profile and its masked /proc refuse (docs/DEPLOY.md).
+# As the image's nonroot user the sandbox maps that one id: the Python application image
+# (tests/fixtures/app-images.sh) runs as one user, as such a run needs.
+apps_fx=${WHITTLE_APP_FIXTURES:-$PWD/target/fixtures/apps}
+[ -f "$apps_fx/python.tar" ] || fail "no $apps_fx/python.tar (build the application fixtures first)"
+cp "$apps_fx/python.tar" "$work/python.tar"
+traced_opts=(--security-opt seccomp=unconfined --security-opt systempaths=unconfined --security-opt apparmor=unconfined)
+docker run --rm "${traced_opts[@]}" -v "$work:/work" "$tag" \
+  slim docker-archive:/work/python.tar "docker-archive:/work/traced.tar:whittle-test/image-test-slim:traced" \
+  --http-probe 8000/ 2>"$work/traced.err" || { cat "$work/traced.err" >&2; fail "traced slim in the container failed"; }
+grep -q "probe GET :8000/: HTTP 200" "$work/traced.err" || { cat "$work/traced.err" >&2; fail "the probe did not answer"; }
+docker load -q -i "$work/traced.tar" >/dev/null
+serves whittle-test/image-test-slim:traced 8000 "served by python"
+echo "image test: a traced slim in the container (${traced_opts[*]}) serves" >&2
+echo "image test: ok" >&2
