@@ -44,9 +44,11 @@ fi
 
 # The SBOM validators, in a venv of their own (Debian's python3 refuses system-wide pip).
 venv=${WHITTLE_VENV:-/opt/whittle-venv}
-if ! [ -x "$venv/bin/pyspdxtools" ] ||
+# And kubernetes-validate: the Kubernetes API's schemas, offline, for deploy/kubernetes.
+if ! [ -x "$venv/bin/pyspdxtools" ] || ! [ -x "$venv/bin/kubernetes-validate" ] ||
    ! "$venv/bin/python" -c 'from cyclonedx.validation.json import JsonStrictValidator; import jsonschema' >/dev/null 2>&1; then
-  echo "setup: installing spdx-tools and cyclonedx-python-lib in $venv" >&2
+  echo "setup: installing spdx-tools, cyclonedx-python-lib and kubernetes-validate in $venv" >&2
   [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check spdx-tools 'cyclonedx-python-lib[json-validation]'
+  "$venv/bin/pip" install -q --disable-pip-version-check spdx-tools 'cyclonedx-python-lib[json-validation]' \
+    kubernetes-validate
 fi

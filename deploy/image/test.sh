@@ -6,6 +6,9 @@
 #   - under plain `docker run` (default security options, its nonroot user): --version,
 #     a copy from a registry (Debian's docker-registry on 127.0.0.1) to another repository,
 #     and a static slim of the nginx fixture whose output then serves its page in dockerd;
+#   - deploy/kubernetes validates against the Kubernetes API (offline schemas), and the
+#     command its Job runs, run as two shards each in its own docker run of the image,
+#     slims and pushes a plan's images to the registry, then skips them all;
 #   - a traced slim (of the Python application fixture) inside the container with the
 #     options docs/DEPLOY.md names (no --privileged, no capability added); its output serves.
 # Usage: deploy/image/test.sh   Environment: WHITTLE_FIXTURES (the nginx fixture; default
@@ -24,7 +27,8 @@ cleanup() {
   local c
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
-  docker rmi -f "$tag" whittle-test/image-test-slim:static whittle-test/image-test-slim:traced >/dev/null 2>&1 || true
+  docker rmi -f "$tag" whittle-test/image-test-slim:static whittle-test/image-test-slim:traced \
+    whittle-test/image-test-slim:fleet >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -121,4 +125,51 @@ grep -q "probe GET :8000/: HTTP 200" "$work/traced.err" || { cat "$work/traced.e
 docker load -q -i "$work/traced.tar" >/dev/null
 serves whittle-test/image-test-slim:traced 8000 "served by python"
 echo "image test: a traced slim in the container (${traced_opts[*]}) serves" >&2
+# The Kubernetes manifests: valid for the API (offline schemas), and the command their
+# pods run, run here as two shards, each its own `docker run` of the image, with the
+# environment an Indexed Job gives a pod.
+venv=${WHITTLE_VENV:-/opt/whittle-venv}
+"$venv/bin/kubernetes-validate" --strict --quiet -k 1.30.0 deploy/kubernetes/*.yaml \
+  || fail "deploy/kubernetes does not validate against the Kubernetes 1.30 API"
+mapfile -t job_args < <("$venv/bin/python" -c '
+import sys, yaml
+job = yaml.safe_load(open("deploy/kubernetes/job.yaml"))
+cron = yaml.safe_load(open("deploy/kubernetes/cronjob.yaml"))
+a = job["spec"]["template"]["spec"]["containers"][0]["args"]
+b = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+assert a == b, "the Job and the CronJob run different commands"
+print("\n".join(a))')
+[ "${job_args[0]}" = fleet ] || fail "the Job does not run whittle fleet: ${job_args[*]}"
+"$whittle" -q --tls-verify=false copy "docker-archive:${WHITTLE_SLIM_FIXTURES:-$PWD/target/fixtures/slim}/busybox.tar" \
+  "docker://$reg/test/busybox:1" >/dev/null
+mkdir -p "$work/plan" "$work/auth"
+echo '{"auths": {}}' >"$work/auth/config.json"
+cat >"$work/plan/plan.toml" <<TOML
+[defaults]
+args = []
+[[job]]
+src = "docker://$reg/test/nginx:1"
+dst = "docker://$reg/slim/nginx:1"
+args = ["--include", "/etc/nginx", "--include", "/var/www", "--include", "/usr/share/nginx", "--include", "/var/lib/nginx", "--include", "/var/log/nginx"]
+[[job]]
+src = "docker://$reg/test/busybox:1"
+dst = "docker://$reg/slim/busybox:1"
+TOML
+shards() {
+  local i
+  for i in 0 1; do
+    docker run --rm --network host -e JOB_COMPLETION_INDEX=$i -e JOB_COMPLETIONS=2 \
+      -v "$work/plan:/plan:ro" -v "$work/auth:/auth:ro" "$tag" --tls-verify=false "${job_args[@]}" \
+      || fail "shard $i of the plan failed"
+  done
+}
+shards >"$work/fleet-1.jsonl"
+[ "$(grep -c '"status":"slimmed"' "$work/fleet-1.jsonl")" = 2 ] || { cat "$work/fleet-1.jsonl" >&2; fail "the shards did not slim both jobs"; }
+shards >"$work/fleet-2.jsonl"
+[ "$(grep -c '"status":"skipped"' "$work/fleet-2.jsonl")" = 2 ] || { cat "$work/fleet-2.jsonl" >&2; fail "the second run did not skip both jobs"; }
+docker pull -q "$reg/slim/nginx:1" >/dev/null 2>&1 || fail "docker cannot pull $reg/slim/nginx:1"
+docker tag "$reg/slim/nginx:1" whittle-test/image-test-slim:fleet
+docker rmi "$reg/slim/nginx:1" >/dev/null 2>&1 || true
+serves whittle-test/image-test-slim:fleet 80 "whittle test page"
+echo "image test: the Job's command (${job_args[*]}) as two shards in docker run slimmed and pushed both jobs, then skipped both" >&2
 echo "image test: ok" >&2
