@@ -8,7 +8,9 @@
 #     and a static slim of the nginx fixture whose output then serves its page in dockerd;
 #   - deploy/kubernetes validates against the Kubernetes API (offline schemas), and the
 #     command its Job runs, run as two shards each in its own docker run of the image,
-#     slims and pushes a plan's images to the registry, then skips them all;
+#     slims and pushes a plan of five registry images (each then pulled and run) while a
+#     sixth job's failed probe is reported; a second run skips them all; a changed
+#     source is slimmed again alone;
 #   - a traced slim (of the Python application fixture) inside the container with the
 #     options docs/DEPLOY.md names (no --privileged, no capability added); its output serves.
 # Usage: deploy/image/test.sh   Environment: WHITTLE_FIXTURES (the nginx fixture; default
@@ -23,12 +25,13 @@ chmod 0777 "$work"   # the container's nonroot user writes its outputs here
 tag=whittle-test/whittle:image-test
 registry_pid=""
 containers=()
+cleanup_tags=()
 cleanup() {
   local c
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
   docker rmi -f "$tag" whittle-test/image-test-slim:static whittle-test/image-test-slim:traced \
-    whittle-test/image-test-slim:fleet >/dev/null 2>&1 || true
+    "${cleanup_tags[@]}" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -140,36 +143,62 @@ b = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["ar
 assert a == b, "the Job and the CronJob run different commands"
 print("\n".join(a))')
 [ "${job_args[0]}" = fleet ] || fail "the Job does not run whittle fleet: ${job_args[*]}"
-"$whittle" -q --tls-verify=false copy "docker-archive:${WHITTLE_SLIM_FIXTURES:-$PWD/target/fixtures/slim}/busybox.tar" \
-  "docker://$reg/test/busybox:1" >/dev/null
+slim_fx=${WHITTLE_SLIM_FIXTURES:-$PWD/target/fixtures/slim}
+programs=(busybox musl cxx loader)
+for name in "${programs[@]}"; do
+  "$whittle" -q --tls-verify=false copy "docker-archive:$slim_fx/$name.tar" "docker://$reg/test/$name:1" >/dev/null
+done
 mkdir -p "$work/plan" "$work/auth"
 echo '{"auths": {}}' >"$work/auth/config.json"
-cat >"$work/plan/plan.toml" <<TOML
-[defaults]
-args = []
-[[job]]
-src = "docker://$reg/test/nginx:1"
-dst = "docker://$reg/slim/nginx:1"
-args = ["--include", "/etc/nginx", "--include", "/var/www", "--include", "/usr/share/nginx", "--include", "/var/lib/nginx", "--include", "/var/log/nginx"]
-[[job]]
-src = "docker://$reg/test/busybox:1"
-dst = "docker://$reg/slim/busybox:1"
-TOML
+{
+  printf '[defaults]\nargs = []\n'
+  printf '[[job]]\nsrc = "docker://%s/test/nginx:1"\ndst = "docker://%s/slim/nginx:1"\n' "$reg" "$reg"
+  printf 'args = ["--include", "/etc/nginx", "--include", "/var/www", "--include", "/usr/share/nginx", "--include", "/var/lib/nginx", "--include", "/var/log/nginx"]\n'
+  for name in "${programs[@]}"; do
+    printf '[[job]]\nsrc = "docker://%s/test/%s:1"\ndst = "docker://%s/slim/%s:1"\n' "$reg" "$name" "$reg" "$name"
+  done
+  # A job whose probe cannot answer: reported failed, the others land.
+  printf '[[job]]\nsrc = "docker://%s/test/cxx:1"\ndst = "docker://%s/slim/never:1"\nargs = ["--http-probe", "9/"]\n' "$reg" "$reg"
+} >"$work/plan/plan.toml"
+# shards: both shards, each its own docker run with an Indexed Job's environment; the
+# JSON lines of both on stdout. Shard 1 holds the failing job (index 5): it exits 1.
 shards() {
-  local i
+  local i code
   for i in 0 1; do
+    code=0
     docker run --rm --network host -e JOB_COMPLETION_INDEX=$i -e JOB_COMPLETIONS=2 \
       -v "$work/plan:/plan:ro" -v "$work/auth:/auth:ro" "$tag" --tls-verify=false "${job_args[@]}" \
-      || fail "shard $i of the plan failed"
+      2>>"$work/fleet.err" || code=$?
+    [ "$code" = "$i" ] || { cat "$work/fleet.err" >&2; fail "shard $i exited $code"; }
   done
 }
+count() { grep -c "\"status\":\"$1\"" "$2" || true; }
 shards >"$work/fleet-1.jsonl"
-[ "$(grep -c '"status":"slimmed"' "$work/fleet-1.jsonl")" = 2 ] || { cat "$work/fleet-1.jsonl" >&2; fail "the shards did not slim both jobs"; }
+[ "$(count slimmed "$work/fleet-1.jsonl")" = 5 ] && [ "$(count failed "$work/fleet-1.jsonl")" = 1 ] \
+  || { cat "$work/fleet-1.jsonl" >&2; fail "the shards did not slim the five images and fail the sixth"; }
+pulled() {  # pulled NAME: the slimmed image from the registry, under a local tag
+  docker pull -q "$reg/slim/$1:1" >/dev/null || fail "docker cannot pull $reg/slim/$1:1"
+  docker tag "$reg/slim/$1:1" "whittle-test/image-test-fleet:$1"
+  docker rmi "$reg/slim/$1:1" >/dev/null 2>&1 || true
+  cleanup_tags+=("whittle-test/image-test-fleet:$1")
+}
+pulled nginx
+serves whittle-test/image-test-fleet:nginx 80 "whittle test page"
+for name in "${programs[@]}"; do
+  pulled "$name"
+  got=$(docker run --rm --network none "whittle-test/image-test-fleet:$name")
+  [ "$got" = "$(cat "$slim_fx/expected/$name.txt")" ] || fail "the slimmed $name printed '$got'"
+done
+t0=$(date +%s.%N)
 shards >"$work/fleet-2.jsonl"
-[ "$(grep -c '"status":"skipped"' "$work/fleet-2.jsonl")" = 2 ] || { cat "$work/fleet-2.jsonl" >&2; fail "the second run did not skip both jobs"; }
-docker pull -q "$reg/slim/nginx:1" >/dev/null 2>&1 || fail "docker cannot pull $reg/slim/nginx:1"
-docker tag "$reg/slim/nginx:1" whittle-test/image-test-slim:fleet
-docker rmi "$reg/slim/nginx:1" >/dev/null 2>&1 || true
-serves whittle-test/image-test-slim:fleet 80 "whittle test page"
-echo "image test: the Job's command (${job_args[*]}) as two shards in docker run slimmed and pushed both jobs, then skipped both" >&2
+t1=$(date +%s.%N)
+[ "$(count skipped "$work/fleet-2.jsonl")" = 5 ] || { cat "$work/fleet-2.jsonl" >&2; fail "the second run did not skip the five"; }
+echo "image test: the second run skipped all five in $(echo "$t1 - $t0" | bc) s (both shards, docker run included)" >&2
+# A new busybox source (the same files as one layer): only its job runs again.
+"$whittle" -q --tls-verify=false squash "docker-archive:$slim_fx/busybox.tar" "docker://$reg/test/busybox:1" >/dev/null
+shards >"$work/fleet-3.jsonl"
+[ "$(count slimmed "$work/fleet-3.jsonl")" = 1 ] && [ "$(count skipped "$work/fleet-3.jsonl")" = 4 ] \
+  && grep '"status":"slimmed"' "$work/fleet-3.jsonl" | grep -q '/slim/busybox:1' \
+  || { cat "$work/fleet-3.jsonl" >&2; fail "a changed source did not re-slim only its own job"; }
+echo "image test: the Job's command (${job_args[*]}) as two shards in docker run: five images slimmed, pushed, pulled and run, one failed probe reported; then all skipped; a changed source re-slimmed alone" >&2
 echo "image test: ok" >&2
