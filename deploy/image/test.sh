@@ -12,7 +12,8 @@
 #     sixth job's failed probe is reported; a second run skips them all; a changed
 #     source is slimmed again alone;
 #   - a traced slim (of the Python application fixture) inside the container with the
-#     options docs/DEPLOY.md names (no --privileged, no capability added); its output serves.
+#     options docs/DEPLOY.md names (no --privileged, no capability added); its output serves;
+#     and of nginx as the container's root (-u 0): the full id range, nginx's users work.
 # Usage: deploy/image/test.sh   Environment: WHITTLE_FIXTURES (the nginx fixture; default
 # target/fixtures/nginx), CARGO_TARGET_DIR for the musl build (default target/musl-image).
 set -euo pipefail
@@ -128,6 +129,15 @@ grep -q "probe GET :8000/: HTTP 200" "$work/traced.err" || { cat "$work/traced.e
 docker load -q -i "$work/traced.tar" >/dev/null
 serves whittle-test/image-test-slim:traced 8000 "served by python"
 echo "image test: a traced slim in the container (${traced_opts[*]}) serves" >&2
+# As the container's root (still no capability added), the sandbox maps the image's 65536
+# ids: nginx, whose master gives its directories to www-data, slims traced too.
+docker run --rm -u 0 --network host "${traced_opts[@]}" -v "$work:/work" "$tag" --tls-verify=false \
+  slim "docker://$reg/test/nginx:1" "docker-archive:/work/traced-root.tar:whittle-test/image-test-slim:traced-root" \
+  --http-probe 80/ 2>"$work/traced-root.err" || { cat "$work/traced-root.err" >&2; fail "traced slim as root in the container failed"; }
+docker load -q -i "$work/traced-root.tar" >/dev/null
+cleanup_tags+=(whittle-test/image-test-slim:traced-root)
+serves whittle-test/image-test-slim:traced-root 80 "whittle test page"
+echo "image test: a traced slim of nginx as the container's root (-u 0, no capability added) serves" >&2
 # The Kubernetes manifests: valid for the API (offline schemas), and the command their
 # pods run, run here as two shards, each its own `docker run` of the image, with the
 # environment an Indexed Job gives a pod.

@@ -193,8 +193,12 @@ fn receive_fd(channel: RawFd) -> io::Result<OwnedFd> {
 unsafe fn factory_child(user: RawFd, net: RawFd, channel: RawFd) -> ! {
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     libc::prctl(libc::PR_SET_DUMPABLE, 0);
-    let joined = (libc::geteuid() == 0 || libc::setns(user, libc::CLONE_NEWUSER) == 0)
-        && libc::setns(net, libc::CLONE_NEWNET) == 0;
+    // Root with CAP_SYS_ADMIN (on a host) joins the network namespace directly; root
+    // without it (in a container) and ordinary users go through the sandbox's user
+    // namespace, where they hold CAP_SYS_ADMIN as its owner.
+    let joined = (libc::geteuid() == 0 && libc::setns(net, libc::CLONE_NEWNET) == 0)
+        || (libc::setns(user, libc::CLONE_NEWUSER) == 0
+            && libc::setns(net, libc::CLONE_NEWNET) == 0);
     // Keep only the channel.
     let c = channel as libc::c_uint;
     libc::syscall(libc::SYS_close_range, 0u32, c.saturating_sub(1), 0u32);
