@@ -4,6 +4,7 @@
 #   - built twice, from this tree and from a copy of it elsewhere: the same digest;
 #   - its size (the aim: under 15 MB);
 #   - under plain `docker run` (default security options, its nonroot user): --version,
+#     a build without steps whose image runs,
 #     a copy from a registry (Debian's docker-registry on 127.0.0.1) to another repository,
 #     and a static slim of the nginx fixture whose output then serves its page in dockerd;
 #   - deploy/kubernetes validates against the Kubernetes API (offline schemas), and the
@@ -64,6 +65,28 @@ echo "image test: docker run $tag --version: $version" >&2
 if docker run --rm --entrypoint /bin/sh "$tag" -c true >/dev/null 2>&1; then
   fail "the image has a shell"
 fi
+
+# A build without steps in the container: a static busybox and its applet link on the
+# baseline files, from a spec in a mounted directory; the image runs.
+mkdir -p "$work/spec"
+cp /bin/busybox "$work/spec/busybox"
+cat >"$work/spec/hello.toml" <<'TOML'
+baseline = "static"
+[[layer]]
+name = "busybox"
+files = [{ host = "busybox", to = "/bin/busybox" }]
+[config]
+entrypoint = ["/bin/busybox", "echo", "built in a container"]
+user = "nonroot"
+TOML
+docker run --rm -v "$work:/work" "$tag" build /work/spec/hello.toml \
+  "docker-archive:/work/built.tar:whittle-test/image-test-slim:built" 2>"$work/build.err" \
+  || { cat "$work/build.err" >&2; fail "build in the container failed"; }
+docker load -q -i "$work/built.tar" >/dev/null
+cleanup_tags+=(whittle-test/image-test-slim:built)
+[ "$(docker run --rm --network none whittle-test/image-test-slim:built)" = "built in a container" ] \
+  || fail "the image built in the container does not run"
+echo "image test: whittle build (no steps) in the container made an image that runs" >&2
 
 # A registry on 127.0.0.1, an image in it, a copy to another repository by the container.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
