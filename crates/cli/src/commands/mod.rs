@@ -169,6 +169,23 @@ pub fn mutate_options(
     })
 }
 
+/// The config the output will have (the image's with the flags' overrides) and the run it
+/// describes: what slim and trim analyse is the program the output will run.
+pub fn output_run_config(
+    image: &Image,
+    opts: &MutateOptions,
+) -> Result<(Vec<u8>, whittle_slim::RunConfig)> {
+    let edited = whittle_image::config::edit(
+        &image.config.bytes,
+        &whittle_image::config::ConfigEdit {
+            overrides: Some(&opts.overrides),
+            ..Default::default()
+        },
+    )?;
+    let run = whittle_slim::RunConfig::from_config(&edited)?;
+    Ok((edited, run))
+}
+
 /// Writes the result and reports it; returns the written manifest's digest.
 pub fn write_output(
     dst: &ImageRef,

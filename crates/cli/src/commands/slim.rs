@@ -5,18 +5,19 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use whittle_image::config::{self, ConfigEdit};
 use whittle_image::entries::ReadOptions;
 use whittle_image::flatten::FlatView;
 use whittle_image::mutate::{write_view, Flat};
 use whittle_image::{Compression, Image};
 use whittle_slim::trim::Category;
-use whittle_slim::{Mode, Plan, RunConfig, SlimOptions, REPORT_LABEL};
+use whittle_slim::{Mode, Plan, SlimOptions, REPORT_LABEL};
 use whittle_transport::ImageRef;
 
 use super::probe::{require_probes_ok, traced_paths, traced_run, TraceFlags};
 use super::sbom::SbomFlags;
-use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
+use super::{
+    mutate_options, open_source, output_run_config, parse_src_dst, scratch_for, write_output,
+};
 use crate::args::{ConfigFlags, Global};
 
 /// What to keep beyond the analysis, and where to explain it.
@@ -130,14 +131,7 @@ pub(super) fn write_slimmed(
     }
     let mut opts = mutate_options(global, config_flags, keep.compression)?;
     // The program analysed is the one the output will run.
-    let edited = config::edit(
-        &image.config.bytes,
-        &ConfigEdit {
-            overrides: Some(&opts.overrides),
-            ..Default::default()
-        },
-    )?;
-    let run_config = RunConfig::from_config(&edited)?;
+    let (edited, run_config) = output_run_config(image, &opts)?;
     let trim_config = run_config.clone();
     let scratch = scratch_for(dst)?;
     let flat = Flat::read(image, &scratch, &opts.limits, ReadOptions::default())

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use whittle_image::config::{self, ConfigEdit};
 use whittle_image::entries::ReadOptions;
 use whittle_image::mutate::{write_view, Flat};
 use whittle_image::Compression;
 use whittle_slim::trim::{Category, TrimReport};
-use whittle_slim::RunConfig;
 
-use super::{mutate_options, open_source, parse_src_dst, scratch_for, write_output};
+use super::{
+    mutate_options, open_source, output_run_config, parse_src_dst, scratch_for, write_output,
+};
 use crate::args::{ConfigFlags, Global};
 
 /// The categories dropped when `--drop` is not given.
@@ -53,14 +53,7 @@ pub fn run(a: TrimArgs, global: &Global) -> Result<()> {
     let image = open_source(&src, &a.config, a.compression, global)?;
     let opts = mutate_options(global, &a.config, a.compression)?;
     // The program protected is the one the output will run.
-    let edited = config::edit(
-        &image.config.bytes,
-        &ConfigEdit {
-            overrides: Some(&opts.overrides),
-            ..Default::default()
-        },
-    )?;
-    let run_config = RunConfig::from_config(&edited)?;
+    let (_, run_config) = output_run_config(&image, &opts)?;
     let scratch = scratch_for(&dst)?;
     let flat = Flat::read(&image, &scratch, &opts.limits, ReadOptions::default())
         .with_context(|| format!("cannot read {src}"))?;

@@ -253,15 +253,7 @@ pub fn classify(path: &str, node: &Node, locales: &Locales) -> Option<Category> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trim::test_node as node;
-
-    fn file(size: u64) -> Node {
-        node(EntryKind::File, size, 0)
-    }
-
-    fn dir() -> Node {
-        node(EntryKind::Dir, 0, 0)
-    }
+    use crate::trim::{test_dir as dir, test_file as file, test_node as node};
 
     fn env(vars: &[&str]) -> Locales {
         Locales::from_env(&vars.iter().map(|s| s.to_string()).collect::<Vec<_>>())

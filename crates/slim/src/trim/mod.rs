@@ -126,12 +126,8 @@ pub fn plan(
             .map(|(k, _)| k.clone())
             .collect();
         for k in db_files {
-            let text = match out_generated.get(&k) {
-                Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                None => match read_node(flat, &out_view.nodes[&k]) {
-                    Some(text) => text,
-                    None => continue,
-                },
+            let Some(text) = db_text(flat, &out_view, &out_generated, &k) else {
+                continue;
             };
             let filtered = if k.ends_with(".list") {
                 filter_dpkg_list(&text, dropped)
@@ -139,30 +135,15 @@ pub fn plan(
                 filter_dpkg_md5sums(&text, dropped)
             };
             if let Some(new) = filtered {
-                if let Some(node) = out_view.nodes.get_mut(&k) {
-                    node.data = None;
-                    node.inode = 0;
-                }
-                out_generated.insert(k.clone(), new.into_bytes());
+                replace_db_file(&mut out_view, &mut out_generated, &k, new);
                 rewritten.push(absolute(&k));
             }
         }
-    }
-    if !selection.dropped.is_empty() {
         let k = key(crate::pkgdb::APK_INSTALLED).to_string();
-        let text = match (out_generated.get(&k), out_view.nodes.get(&k)) {
-            (Some(bytes), _) => Some(String::from_utf8_lossy(bytes).into_owned()),
-            (None, Some(node)) if node.kind == EntryKind::File => read_node(flat, node),
-            _ => None,
-        };
-        let filtered =
-            text.and_then(|t| filter_apk_installed(&t, |p: &str| selection.dropped.contains(p)));
+        let filtered = db_text(flat, &out_view, &out_generated, &k)
+            .and_then(|t| filter_apk_installed(&t, dropped));
         if let Some(new) = filtered {
-            if let Some(node) = out_view.nodes.get_mut(&k) {
-                node.data = None;
-                node.inode = 0;
-            }
-            out_generated.insert(k.clone(), new.into_bytes());
+            replace_db_file(&mut out_view, &mut out_generated, &k, new);
             rewritten.push(absolute(&k));
         }
     }
@@ -192,6 +173,36 @@ pub fn plan(
     }
 }
 
+/// The current text of the database file `k`: as already rewritten, else as the image
+/// has it (`None` when it is missing, not a regular file, large or unreadable).
+fn db_text(
+    flat: &Flat,
+    view: &FlatView,
+    generated: &BTreeMap<String, Vec<u8>>,
+    k: &str,
+) -> Option<String> {
+    match (generated.get(k), view.nodes.get(k)) {
+        (Some(bytes), _) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        (None, Some(node)) if node.kind == EntryKind::File => read_node(flat, node),
+        _ => None,
+    }
+}
+
+/// Makes `k` a generated file holding `text` (its node keeps the metadata, loses the
+/// image's data and any hard-link group).
+fn replace_db_file(
+    view: &mut FlatView,
+    generated: &mut BTreeMap<String, Vec<u8>>,
+    k: &str,
+    text: String,
+) {
+    if let Some(node) = view.nodes.get_mut(k) {
+        node.data = None;
+        node.inode = 0;
+    }
+    generated.insert(k.to_string(), text.into_bytes());
+}
+
 /// A small text file's contents (`None` for a large or unreadable one: left as it is).
 fn read_node(flat: &Flat, node: &Node) -> Option<String> {
     let data = node.data?;
@@ -201,6 +212,18 @@ fn read_node(flat: &Flat, node: &Node) -> Option<String> {
     let mut bytes = Vec::with_capacity(data.size as usize);
     flat.reader(data).ok()?.read_to_end(&mut bytes).ok()?;
     String::from_utf8(bytes).ok()
+}
+
+/// A regular file of `size` bytes, for the unit tests of this module's parts.
+#[cfg(test)]
+pub(crate) fn test_file(size: u64) -> Node {
+    test_node(EntryKind::File, size, 0)
+}
+
+/// A directory, for the unit tests of this module's parts.
+#[cfg(test)]
+pub(crate) fn test_dir() -> Node {
+    test_node(EntryKind::Dir, 0, 0)
 }
 
 /// A node for the unit tests of this module's parts.

@@ -103,16 +103,8 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trim::test_node as node;
+    use crate::trim::{test_dir as dir, test_file as file, test_node as node};
     use whittle_image::flatten::Node;
-
-    fn file(size: u64) -> Node {
-        node(EntryKind::File, size, 0)
-    }
-
-    fn dir() -> Node {
-        node(EntryKind::Dir, 0, 0)
-    }
 
     fn view(entries: &[(&str, Node)]) -> FlatView {
         let mut v = FlatView::default();
