@@ -9,7 +9,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::docker_e2e::{docker, docker_ok, read_json, reference, serve_and_fetch, DockerCleanup};
+use common::docker_e2e::{
+    docker_ok, fresh_tag as fresh, read_json, reference, serve_and_fetch, DockerCleanup,
+};
 use common::slim_e2e::{
     build_fixtures, docker_load, docker_run_offline, run_whittle, run_whittle_env, tempdir,
     unpack_single_layer, Run,
@@ -26,12 +28,6 @@ fn setup() -> Option<(&'static Path, &'static Path)> {
         return None;
     }
     Some(fx)
-}
-
-/// Removes a leftover `tag` and registers it for removal at the end.
-fn fresh(tag: &str, cleanup: &mut DockerCleanup) {
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.into());
 }
 
 /// A source tree with hello.c (mode 0644, whatever the umask) in `dir/src`.

@@ -25,7 +25,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::docker_e2e::{
-    docker, read_json, reference, serve_and_fetch, whittle_ok, DockerCleanup,
+    fresh_tag, read_json, reference, serve_and_fetch, whittle_ok, DockerCleanup,
 };
 use common::slim_e2e::{
     archive_has_blob, archive_layers, dir_entries, docker_image_inspect, docker_load,
@@ -60,13 +60,6 @@ fn slim_ok(src: &str, out: &Path, tag: &str, report: Option<&Path>, extra: &[Str
         run.describe()
     );
     run
-}
-
-/// Removes a leftover of an earlier run (docker load would otherwise keep it) and
-/// registers `tag` for removal at the end.
-fn fresh_tag(tag: &str, cleanup: &mut DockerCleanup) {
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.to_string());
 }
 
 /// The nginx source reference.

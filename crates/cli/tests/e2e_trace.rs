@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::docker_e2e::{
-    docker, docker_ok, reference, serve_and_fetch, serve_and_fetch_on, sha256_file, skip_or_panic,
-    DockerCleanup,
+    docker, docker_ok, fresh_tag as fresh, reference, serve_and_fetch, serve_and_fetch_on,
+    sha256_file, skip_or_panic, DockerCleanup,
 };
 use common::slim_e2e::{
     app_fixtures, docker_load, docker_run_offline, read_report, run_whittle, tempdir,
@@ -57,11 +57,6 @@ fn slim(src: &str, out: &Path, tag: &str, args: &[&str]) -> Run {
         run.describe()
     );
     run
-}
-
-fn fresh(tag: &str, cleanup: &mut DockerCleanup) {
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.to_string());
 }
 
 /// Every regular file of a single-layer output, by path, with its sha256.

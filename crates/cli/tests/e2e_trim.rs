@@ -21,7 +21,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::docker_e2e::{docker, read_json, reference, serve_and_fetch, DockerCleanup};
+use common::docker_e2e::{docker, fresh_tag, read_json, reference, serve_and_fetch, DockerCleanup};
 use common::slim_e2e::{
     archive_layers, dir_entries, docker_load, docker_run_offline, fixtures, run_whittle, tempdir,
     unpack_single_layer, Member, Run, PAGE,
@@ -43,11 +43,6 @@ fn trim_ok(src: &str, out: &Path, tag: &str, extra: &[&str]) -> Run {
         run.describe()
     );
     run
-}
-
-fn fresh_tag(tag: &str, cleanup: &mut DockerCleanup) {
-    docker(["rmi", "-f", tag]);
-    cleanup.images.push(tag.to_string());
 }
 
 /// The bytes stderr reports for a category (`  docs  405 files  6.8 MiB  (7179957 bytes)`).

@@ -258,6 +258,13 @@ pub mod docker_e2e {
         output(Command::new("docker").args(args))
     }
 
+    /// Removes a leftover of an earlier run (docker load would otherwise keep it) and
+    /// registers `tag` for removal at the end.
+    pub fn fresh_tag(tag: &str, cleanup: &mut DockerCleanup) {
+        docker(["rmi", "-f", tag]);
+        cleanup.images.push(tag.to_string());
+    }
+
     /// Removes containers and images when dropped (also when the test panics).
     #[derive(Default)]
     pub struct DockerCleanup {
