@@ -150,6 +150,13 @@ impl Layer {
         let inner = self.open_blob()?;
         if compression == Compression::None {
             // The digest check is the diff_id check; the size is known up front.
+            if self.descriptor.digest != self.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: self.descriptor.digest.clone(),
+                    expected: self.diff_id.clone(),
+                    found: self.descriptor.digest.clone(),
+                });
+            }
             if self.descriptor.size > limits.max_layer_bytes {
                 return Err(Error::LimitExceeded {
                     layer: self.descriptor.digest.clone(),

@@ -89,6 +89,21 @@ impl Layer {
     /// The uncompressed tar, verified against both the blob digest and the diff_id,
     /// and cut off with an error beyond `limits.max_layer_bytes`.
     pub fn open_tar(&self, limits: &Limits) -> Result<LayerTarReader<'_>> {
+        let compression = self.compression()?;
+        // An uncompressed blob is its tar: the blob digest check is the diff_id
+        // check, so the bytes are hashed once (a second hash was a sixth of a copy's CPU).
+        let hasher = if compression == crate::Compression::None {
+            if self.descriptor.digest != self.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: self.descriptor.digest.clone(),
+                    expected: self.diff_id.clone(),
+                    found: self.descriptor.digest.clone(),
+                });
+            }
+            None
+        } else {
+            Some(Sha256::new())
+        };
         let raw = self.store.open_raw(&self.descriptor.digest)?;
         let tracked = crate::progress::track(
             &self.descriptor.digest.to_string(),
@@ -100,13 +115,13 @@ impl Layer {
             self.descriptor.digest.clone(),
             self.descriptor.size,
         );
-        let decoder = Decoder::new(verified, self.compression()?).map_err(|e| Error::BadLayer {
+        let decoder = Decoder::new(verified, compression).map_err(|e| Error::BadLayer {
             layer: self.descriptor.digest.clone(),
             reason: format!("cannot start decompressing: {e}"),
         })?;
         Ok(LayerTarReader {
             decoder,
-            hasher: Sha256::new(),
+            hasher,
             count: 0,
             limit: limits.max_layer_bytes,
             layer: self.descriptor.digest.clone(),
@@ -120,7 +135,8 @@ impl Layer {
 /// [`Error`] that [`crate::blob::io_to_error`] recovers.
 pub struct LayerTarReader<'a> {
     decoder: Decoder<VerifiedReader<Box<dyn Read + Send + 'a>>>,
-    hasher: Sha256,
+    /// None when the blob is uncompressed and its digest is the diff_id.
+    hasher: Option<Sha256>,
     count: u64,
     limit: u64,
     layer: Digest,
@@ -138,7 +154,10 @@ impl LayerTarReader<'_> {
         self.done = true;
         // Drain what follows the compressed stream so the blob digest sees every byte.
         io::copy(self.decoder.source_mut(), &mut io::sink())?;
-        let found = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        let Some(hasher) = self.hasher.take() else {
+            return Ok(());
+        };
+        let found = Digest::from_hasher(hasher);
         if found != self.diff_id {
             return Err(io::Error::other(Error::DiffIdMismatch {
                 layer: self.layer.clone(),
@@ -174,7 +193,9 @@ impl Read for LayerTarReader<'_> {
                 limit: self.limit,
             }));
         }
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         if n == 0 {
             self.finish()?;
         }
