@@ -206,7 +206,7 @@ mod tests {
         let digest = hex::encode(sha2::Sha256::digest(&gz));
         assert_eq!(
             digest,
-            "44de22e1a60e67ec0415704c7f1dc42cd6078ff72884b5e087ba669b96f8601e",
+            "b33d225f2c6377f262847041365873e83b1fcfe91a057b80730a916935345e9a",
             "{} bytes",
             gz.len()
         );
