@@ -8,6 +8,7 @@ mod commands;
 mod interrupt;
 mod output;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -41,12 +42,35 @@ fn main() -> ExitCode {
     if !cli.global.quiet {
         whittle_image::progress::install(Box::new(output::Progress::new()));
     }
+    use_layer_facts(cli.global.quiet);
     let result = commands::run(cli.command, &cli.global);
     // An interrupted run ends in the signal handler, with its own status.
     while interrupt::signalled() {
         std::thread::park();
     }
     finish(result)
+}
+
+/// Keeps proven layer facts (see `whittle_image::verified`) in `$WHITTLE_CACHE_DIR`
+/// (set empty: nowhere), else `$XDG_CACHE_HOME/whittle`, else `~/.cache/whittle`. A
+/// directory named explicitly that cannot be used is said; the default one is skipped
+/// quietly (a home that is not the user's own, a read-only one).
+fn use_layer_facts(quiet: bool) {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let explicit = std::env::var_os("WHITTLE_CACHE_DIR");
+    let dir = match &explicit {
+        Some(d) if d.is_empty() => None,
+        Some(d) => Some(PathBuf::from(d)),
+        None => set("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("whittle")),
+    };
+    if let Err(e) = whittle_image::verified::use_dir(dir.as_deref()) {
+        if explicit.is_some() && !quiet {
+            eprintln!("warning: WHITTLE_CACHE_DIR: {e}; every layer is checked in full");
+        }
+    }
 }
 
 /// The exit status for a command's result (its error printed).

@@ -1093,6 +1093,135 @@ fn decompression_bomb_stops_at_max_layer_size() {
 }
 
 // ---------------------------------------------------------------------------
+// Proven layer facts (the cache of "blob D decompresses to diff_id X")
+// ---------------------------------------------------------------------------
+
+/// Runs `whittle copy SRC DST` keeping layer facts in `cache`.
+fn copy_with_facts(cache: &Path, src: &Path, dst: &Path) -> Output {
+    let mut cmd = whittle_cmd(&["copy", &oci(src, Some("latest")), &oci(dst, None)]);
+    cmd.env("WHITTLE_CACHE_DIR", cache);
+    run_with_timeout(cmd, RUN_TIMEOUT)
+}
+
+/// Writes the fact "blob `layer` is the tar `diff_id` of `size` bytes" into `cache`,
+/// made private as whittle makes it.
+fn plant_fact(cache: &Path, layer: &Layer, diff_id: &str, size: usize) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = cache.join("layers/sha256");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .unwrap();
+    let path = dir.join(hex_of(&layer.digest));
+    fs::write(&path, format!("{diff_id} {size}\n")).unwrap();
+    path
+}
+
+/// A full check records what it proved; a failed one records nothing.
+#[test]
+fn a_full_check_records_the_layer_fact_and_a_failed_one_does_not() {
+    let s = Scratch::new();
+    let tar = tar_of(&[file("etc/hostname", b"box\n")]);
+    let image = finish_layout(&s.input(), &[gzip_layer(&s.input(), &tar)]);
+    let cache = s.path("cache");
+    assert_success(&copy_with_facts(&cache, &image.dir, &s.path("out")));
+    let fact = cache
+        .join("layers/sha256")
+        .join(hex_of(&image.layers[0].digest));
+    let text = fs::read_to_string(&fact).expect("the copy should record the layer fact");
+    assert_eq!(text, format!("{} {}\n", image.layers[0].diff_id, tar.len()));
+
+    // A blob that does not hash to its digest proves nothing.
+    let (s2, bad) = image_of(&[file("etc/hostname", b"other\n")]);
+    let mut bytes = fs::read(bad.layer_blob(0)).unwrap();
+    bytes[4] ^= 0x5a;
+    fs::write(bad.layer_blob(0), &bytes).unwrap();
+    let cache2 = s2.path("cache");
+    let out = s2.path("out");
+    assert_refused(
+        &copy_with_facts(&cache2, &bad.dir, &out),
+        Some(&out),
+        &[&["hashes to", "corrupt"]],
+    );
+    assert!(!cache2
+        .join("layers/sha256")
+        .join(hex_of(&bad.layers[0].digest))
+        .exists());
+}
+
+/// With a fact, copy checks the blob digest only — so the digest check still refuses a
+/// tampered blob, and a fact naming another diff_id than the config refuses the layer.
+#[test]
+fn a_known_layer_is_still_checked_against_its_digest_and_its_diff_id() {
+    let s = Scratch::new();
+    let tar = tar_of(&[file("etc/hostname", b"box\n")]);
+    let layer = gzip_layer(&s.input(), &tar);
+    let image = finish_layout(&s.input(), std::slice::from_ref(&layer));
+    let cache = s.path("cache");
+    let fact = plant_fact(
+        &cache,
+        &layer,
+        &format!("sha256:{}", sha256_hex(b"another tar")),
+        tar.len(),
+    );
+    let out = s.path("out");
+    assert_refused(
+        &copy_with_facts(&cache, &image.dir, &out),
+        Some(&out),
+        &[&["diff_id", "diffid"], &[&hex_of(&layer.diff_id)[..12]]],
+    );
+    fs::remove_file(&fact).unwrap();
+    plant_fact(&cache, &layer, &layer.diff_id, tar.len());
+    let mut bytes = fs::read(image.layer_blob(0)).unwrap();
+    bytes[4] ^= 0x5a;
+    fs::write(image.layer_blob(0), &bytes).unwrap();
+    assert_refused(
+        &copy_with_facts(&cache, &image.dir, &out),
+        Some(&out),
+        &[&["hashes to", "corrupt"], &[&hex_of(&layer.digest)[..12]]],
+    );
+}
+
+/// Facts are trusted as far as their directory: one that others can write to is not
+/// used (and said), so a fact planted there cannot vouch for a broken layer; the same
+/// fact in a private directory is used — the copy then checks the digest only.
+#[test]
+fn facts_are_used_only_from_a_directory_nobody_else_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let tar = tar_of(&[file("big", &noise(256 << 10))]);
+    let full = gzip(&tar);
+    let (digest, size) = put_blob(&s.input(), &full[..full.len() / 2]);
+    let layer = Layer {
+        digest,
+        size,
+        media_type: LAYER_GZIP,
+        diff_id: format!("sha256:{}", sha256_hex(&tar)),
+    };
+    let image = finish_layout(&s.input(), std::slice::from_ref(&layer));
+    let cache = s.path("cache");
+    plant_fact(&cache, &layer, &layer.diff_id, tar.len());
+
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = s.path("out");
+    let refused = copy_with_facts(&cache, &image.dir, &out);
+    assert_refused(
+        &refused,
+        Some(&out),
+        &[&["decompress", "unexpected end", "truncated"]],
+    );
+    assert!(
+        stderr_of(&refused).contains("is not used"),
+        "the unusable cache should be said:\n{}",
+        stderr_of(&refused)
+    );
+
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_success(&copy_with_facts(&cache, &image.dir, &out));
+}
+
+// ---------------------------------------------------------------------------
 // Interruption
 // ---------------------------------------------------------------------------
 

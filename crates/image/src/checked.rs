@@ -1,7 +1,8 @@
 //! Copying a layer blob unchanged while still checking what it holds: the
 //! compressed bytes pass through (digest and size checked inline), and a second
 //! thread decompresses a copy of them to check the diff_id and the size bound,
-//! so the check costs a core rather than wall time.
+//! so the check costs a core rather than wall time. A blob whose content was proven
+//! before (see [`crate::verified`]) needs only its digest checked.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -11,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::blob::VerifiedReader;
 use crate::compress::Decoder;
+use crate::verified::LayerFact;
 use crate::{Compression, Digest, Error, Layer, Limits, Result};
 
 const CHUNK: usize = 256 * 1024;
@@ -46,7 +48,7 @@ fn check_content(
     layer: Digest,
     diff_id: Digest,
     limit: u64,
-) -> Result<()> {
+) -> Result<u64> {
     let bad = |reason: String| Error::BadLayer {
         layer: layer.clone(),
         reason,
@@ -83,7 +85,7 @@ fn check_content(
             found,
         });
     }
-    Ok(())
+    Ok(count)
 }
 
 /// A layer blob's bytes, checked against digest and size inline and against
@@ -92,14 +94,30 @@ pub struct CheckedBlobReader<'a> {
     inner: VerifiedReader<Box<dyn Read + Send + 'a>>,
     pending: Vec<u8>,
     tx: Option<SyncSender<Vec<u8>>>,
-    worker: Option<JoinHandle<Result<()>>>,
+    worker: Option<JoinHandle<Result<u64>>>,
+    /// The blob and the diff_id its content was checked against, for the fact recorded
+    /// once both checks have passed.
+    checked: Option<(Digest, Digest)>,
 }
 
-impl CheckedBlobReader<'_> {
-    fn worker_result(&mut self) -> io::Result<()> {
+impl<'a> CheckedBlobReader<'a> {
+    /// A reader whose digest check is the only one left to make.
+    fn digest_only(inner: VerifiedReader<Box<dyn Read + Send + 'a>>) -> Self {
+        CheckedBlobReader {
+            inner,
+            pending: Vec::new(),
+            tx: None,
+            worker: None,
+            checked: None,
+        }
+    }
+
+    /// The checker's verdict: the tar's length when its content matched the diff_id.
+    fn worker_result(&mut self) -> io::Result<Option<u64>> {
         self.tx = None;
         match self.worker.take().map(|w| w.join()) {
-            None | Some(Ok(Ok(()))) => Ok(()),
+            None => Ok(None),
+            Some(Ok(Ok(size))) => Ok(Some(size)),
             Some(Ok(Err(e))) => Err(io::Error::other(e)),
             Some(Err(_)) => Err(io::Error::other("the layer checking thread failed")),
         }
@@ -130,7 +148,17 @@ impl Read for CheckedBlobReader<'_> {
             if !self.pending.is_empty() {
                 self.send_pending()?;
             }
-            self.worker_result()?;
+            // The blob digest held (the inner reader ended without error) and so did
+            // the content: a fact worth keeping.
+            if let (Some(size), Some((blob, diff_id))) = (self.worker_result()?, &self.checked) {
+                crate::verified::record(
+                    blob,
+                    &LayerFact {
+                        diff_id: diff_id.clone(),
+                        size,
+                    },
+                );
+            }
             return Ok(0);
         }
         self.pending.extend_from_slice(&buf[..n]);
@@ -164,12 +192,26 @@ impl Layer {
                     limit: limits.max_layer_bytes,
                 });
             }
-            return Ok(CheckedBlobReader {
-                inner,
-                pending: Vec::new(),
-                tx: None,
-                worker: None,
-            });
+            return Ok(CheckedBlobReader::digest_only(inner));
+        }
+        if let Some(fact) = crate::verified::known(&self.descriptor.digest) {
+            // Proven before: this blob's content is that tar, so checking the digest
+            // (the bytes are those blob's) checks the content too.
+            if fact.diff_id != self.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: self.descriptor.digest.clone(),
+                    expected: self.diff_id.clone(),
+                    found: fact.diff_id,
+                });
+            }
+            if fact.size > limits.max_layer_bytes {
+                return Err(Error::LimitExceeded {
+                    layer: self.descriptor.digest.clone(),
+                    what: "uncompressed size",
+                    limit: limits.max_layer_bytes,
+                });
+            }
+            return Ok(CheckedBlobReader::digest_only(inner));
         }
         let (tx, rx) = mpsc::sync_channel(8);
         let (layer, diff_id, limit) = (
@@ -177,6 +219,7 @@ impl Layer {
             self.diff_id.clone(),
             limits.max_layer_bytes,
         );
+        let checked = Some((layer.clone(), diff_id.clone()));
         let worker = std::thread::spawn(move || {
             let src = ChannelReader {
                 rx,
@@ -190,6 +233,7 @@ impl Layer {
             pending: Vec::with_capacity(CHUNK),
             tx: Some(tx),
             worker: Some(worker),
+            checked,
         })
     }
 }

@@ -102,7 +102,19 @@ impl Layer {
             }
             None
         } else {
-            Some(Sha256::new())
+            match crate::verified::known(&self.descriptor.digest) {
+                // Proven before: the blob digest check (made as it streams) checks the
+                // content too, and the tar need not be hashed.
+                Some(fact) if fact.diff_id == self.diff_id => None,
+                Some(fact) => {
+                    return Err(Error::DiffIdMismatch {
+                        layer: self.descriptor.digest.clone(),
+                        expected: self.diff_id.clone(),
+                        found: fact.diff_id,
+                    })
+                }
+                None => Some(Sha256::new()),
+            }
         };
         let raw = self.store.open_raw(&self.descriptor.digest)?;
         let tracked = crate::progress::track(
@@ -135,7 +147,8 @@ impl Layer {
 /// [`Error`] that [`crate::blob::io_to_error`] recovers.
 pub struct LayerTarReader<'a> {
     decoder: Decoder<VerifiedReader<Box<dyn Read + Send + 'a>>>,
-    /// None when the blob is uncompressed and its digest is the diff_id.
+    /// None when the blob digest check also checks the content: an uncompressed blob,
+    /// or one whose content was proven before (see [`crate::verified`]).
     hasher: Option<Sha256>,
     count: u64,
     limit: u64,
@@ -164,6 +177,13 @@ impl LayerTarReader<'_> {
                 expected: self.diff_id.clone(),
                 found,
             }));
+        }
+        if self.layer != self.diff_id {
+            let fact = crate::verified::LayerFact {
+                diff_id: found,
+                size: self.count,
+            };
+            crate::verified::record(&self.layer, &fact);
         }
         Ok(())
     }

@@ -137,6 +137,13 @@ impl LayerWriter {
         let (digest, size, file) = encoder.finish().map_err(&err)?.finish();
         // Not synced: whoever places the blob in the output syncs it there.
         file.into_inner().map_err(|e| err(e.into_error()))?;
+        if self.compression != crate::Compression::None {
+            let fact = crate::verified::LayerFact {
+                diff_id: diff_id.clone(),
+                size: uncompressed_size,
+            };
+            crate::verified::record(&digest, &fact);
+        }
         Ok(WrittenLayer {
             descriptor: Descriptor::new(MediaType::oci_layer(self.compression), digest, size),
             diff_id,

@@ -30,6 +30,7 @@ mod pgzip;
 pub mod progress;
 pub mod scratch;
 pub mod unpack;
+pub mod verified;
 
 pub use blob::BlobStore;
 pub use digest::{Digest, HashingReader, HashingWriter};

@@ -143,7 +143,13 @@ fn reencode(layer: &Layer, scratch: &Scratch, opts: &MutateOptions) -> Result<Wr
         .map_err(write_err)?;
         io::copy(&mut src, &mut out)
             .map_err(|e| crate::blob::io_to_error(&layer.descriptor.digest, e))?;
-        out.finish().map_err(write_err)?.finish()
+        let (digest, size, file) = out.finish().map_err(write_err)?.finish();
+        let fact = crate::verified::LayerFact {
+            diff_id: layer.diff_id.clone(),
+            size: src.count(),
+        };
+        crate::verified::record(&digest, &fact);
+        (digest, size, file)
     };
     file.into_inner().map_err(|e| write_err(e.into_error()))?;
     Ok(WrittenLayer {
