@@ -10,8 +10,18 @@
 #   docker-archive -> oci (default)    skopeo: gzip          whittle: gzip by default
 #   docker-archive -> oci gzip / zstd  whittle --compression
 #   oci -> docker-archive              both from their own default layout
-#   oci -> oci                         another directory, same blobs
+#   oci -> oci                         another directory, same blobs (whittle: blobs it
+#                                      wrote itself, whose content it has proven)
+#   oci -> oci, first sight            whittle copies skopeo's layout with no proven facts
+#                                      (WHITTLE_CACHE_DIR empty): every layer decompressed
+#                                      to check its diff_id, which skopeo does not do
 #   unpack / squash                    umoci unpack vs whittle squash --compression none
+#   unpack / traced slim               umoci unpack vs a whole `whittle slim --trace` (read,
+#                                      unpack for the run, run ld.so --version, clean up,
+#                                      write); its own unpack time is printed beside it
+#
+# whittle keeps proven layer facts in a cache of the run's own (WHITTLE_CACHE_DIR under
+# BENCH_DIR/work), so the figures do not depend on earlier runs.
 #
 # Usage: bench/copy-real.sh      Environment: BENCH_DIR (default /var/tmp/whittle-bench-real),
 # REPEAT (default 1). Needs root for umoci unpack (scripts/setup.sh installs the tools).
@@ -55,6 +65,7 @@ size=$(stat -c %s "$archive")
 log "image: $archive, $((size / 1000000)) MB in ${#sources[@]} layers"
 
 work=$BENCH_DIR/work; rm -rf "$work"; mkdir -p "$work"
+export WHITTLE_CACHE_DIR=$work/facts
 # timed NAME OUTPUT CMD...: median seconds, peak RSS (MB) and bytes at OUTPUT, as "s rss bytes".
 timed() {
   local name=$1 out=$2; shift 2
@@ -90,9 +101,14 @@ w_back=$(timed whittle "$work/w-back.tar" "$whittle" -q copy "oci:$work/w-oci:x"
 log "oci -> oci"
 s_oo=$(timed skopeo "$work/s-oo" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "oci:$work/s-oo:x")
 w_oo=$(timed whittle "$work/w-oo" "$whittle" -q copy "oci:$work/w-oci:x" "oci:$work/w-oo:x")
+w_oo_cold=$(timed whittle-first-sight "$work/w-oo-cold" env WHITTLE_CACHE_DIR= "$whittle" -q copy "oci:$work/s-oci:x" "oci:$work/w-oo-cold:x")
 log "unpack / squash"
 u_un=$(timed umoci "$work/u-bundle" umoci unpack --image "$work/s-oci:x" "$work/u-bundle")
 w_sq=$(timed whittle "$work/w-sq" "$whittle" -q squash "oci:$work/w-oci:x" "oci:$work/w-sq:x" --compression none)
+ldso=/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+w_slim=$(timed whittle-slim "$work/w-slim" "$whittle" slim "oci:$work/w-oci:x" "oci:$work/w-slim:x" \
+  --trace --entrypoint "[\"$ldso\",\"--version\"]")
+slim_unpack=$(sed -n 's/.*(unpacked in \([0-9.]*\) s).*/\1/p' "$work/err" | tail -1)
 
 echo
 echo "image: $((size / 1000000)) MB, ${#sources[@]} layers of real files; $(nproc) cores; median of $REPEAT"
@@ -103,5 +119,8 @@ row "  same, --compression gzip" "$s_oci" "$w_gz"
 row "  same, --compression zstd" "$s_oci" "$w_zst"
 row "oci -> docker-archive" "$s_back" "$w_back"
 row "oci -> oci" "$s_oo" "$w_oo"
+row "oci -> oci, first sight" "$s_oo" "$w_oo_cold"
 row "umoci unpack / squash none" "$u_un" "$w_sq"
+row "umoci unpack / traced slim" "$u_un" "$w_slim"
+echo "(the traced slim's own unpack for the run: ${slim_unpack:-?} s)"
 rm -rf "$work"
