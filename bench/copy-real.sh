@@ -9,6 +9,7 @@
 #
 #   docker-archive -> oci (default)    skopeo: gzip          whittle: gzip by default
 #   docker-archive -> oci gzip / zstd  whittle --compression
+#   ... WHITTLE_THREADS=32             the same as on a 32-core machine (peak RSS)
 #   oci -> docker-archive              both from their own default layout
 #   oci -> oci                         another directory, same blobs (whittle: blobs it
 #                                      wrote itself, whose content it has proven)
@@ -95,6 +96,9 @@ s_oci=$(timed skopeo "$work/s-oci" skopeo --insecure-policy copy -q "docker-arch
 w_oci=$(timed whittle "$work/w-oci" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-oci:x")
 w_gz=$(timed whittle-gzip "$work/w-gz" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-gz:x" --compression gzip)
 w_zst=$(timed whittle-zstd "$work/w-zst" "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-zst:x" --compression zstd)
+# As on a 32-core machine: threads and memory must grow with the cores, not their square.
+w_gz32=$(timed whittle-gzip-32 "$work/w-gz32" env WHITTLE_THREADS=32 "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-gz32:x")
+w_zst32=$(timed whittle-zstd-32 "$work/w-zst32" env WHITTLE_THREADS=32 "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-zst32:x" --compression zstd)
 log "oci -> docker-archive"
 s_back=$(timed skopeo "$work/s-back.tar" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "docker-archive:$work/s-back.tar:bench/real:back")
 w_back=$(timed whittle "$work/w-back.tar" "$whittle" -q copy "oci:$work/w-oci:x" "docker-archive:$work/w-back.tar:bench/real:back")
@@ -117,6 +121,8 @@ printf '|--------------------------------|-----------------------------|--------
 row "docker-archive -> oci (default)" "$s_oci" "$w_oci"
 row "  same, --compression gzip" "$s_oci" "$w_gz"
 row "  same, --compression zstd" "$s_oci" "$w_zst"
+row "  gzip, WHITTLE_THREADS=32" "$s_oci" "$w_gz32"
+row "  zstd, WHITTLE_THREADS=32" "$s_oci" "$w_zst32"
 row "oci -> docker-archive" "$s_back" "$w_back"
 row "oci -> oci" "$s_oo" "$w_oo"
 row "oci -> oci, first sight" "$s_oo" "$w_oo_cold"

@@ -13,9 +13,36 @@ pub const GZIP_LEVEL: i32 = 2;
 /// zstd level for written layers.
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Worker threads for compression: every core, since the bytes do not depend on it.
-fn worker_threads() -> usize {
-    crate::parallel::cores()
+/// libzstd worker threads for one stream, taken from a process-wide budget of one per
+/// core and given back when the stream ends: the first of several layers compressed at
+/// once gets every free core, later ones what is left (at least one). Each stream
+/// starting a worker per core made threads and memory grow with the core count's square
+/// (1 GB at 32 threads on the bench image). The bytes do not depend on the count.
+pub struct ZstdThreads {
+    count: usize,
+    from_budget: usize,
+}
+
+static ZSTD_FREE: std::sync::Mutex<Option<usize>> = std::sync::Mutex::new(None);
+
+impl ZstdThreads {
+    fn take() -> Self {
+        let mut free = ZSTD_FREE.lock().unwrap_or_else(|p| p.into_inner());
+        let left = free.get_or_insert_with(crate::parallel::cores);
+        let from_budget = *left;
+        *left = 0;
+        ZstdThreads {
+            count: from_budget.max(1),
+            from_budget,
+        }
+    }
+}
+
+impl Drop for ZstdThreads {
+    fn drop(&mut self) {
+        let mut free = ZSTD_FREE.lock().unwrap_or_else(|p| p.into_inner());
+        *free.get_or_insert(0) += self.from_budget;
+    }
 }
 
 /// A decoder that can hand back its source, so the caller can drain what
@@ -65,8 +92,9 @@ pub enum Encoder<W: Write> {
     Plain(W),
     /// whittle's parallel gzip.
     Gzip(ParallelGzWriter<W>),
-    /// libzstd's multithreaded encoder (its output is the same for any worker count ≥ 1).
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// libzstd's multithreaded encoder (its output is the same for any worker count ≥ 1),
+    /// with the threads it took from the budget.
+    Zstd(zstd::stream::write::Encoder<'static, W>, ZstdThreads),
 }
 
 impl<W: Write> Encoder<W> {
@@ -74,14 +102,13 @@ impl<W: Write> Encoder<W> {
     pub fn new(dst: W, compression: Compression) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::Plain(dst),
-            Compression::Gzip => {
-                Encoder::Gzip(ParallelGzWriter::new(dst, GZIP_LEVEL, worker_threads())?)
-            }
+            Compression::Gzip => Encoder::Gzip(ParallelGzWriter::shared(dst, GZIP_LEVEL)?),
             Compression::Zstd => {
+                let threads = ZstdThreads::take();
                 let mut e = zstd::stream::write::Encoder::new(dst, ZSTD_LEVEL)?;
                 // Always the multithreaded mode: its bytes differ from single-threaded mode.
-                e.multithread(worker_threads() as u32)?;
-                Encoder::Zstd(e)
+                e.multithread(threads.count as u32)?;
+                Encoder::Zstd(e, threads)
             }
         })
     }
@@ -91,7 +118,7 @@ impl<W: Write> Encoder<W> {
         match self {
             Encoder::Plain(w) => Ok(w),
             Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
+            Encoder::Zstd(e, _threads) => e.finish(),
         }
     }
 }
@@ -101,7 +128,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::Plain(w) => w.write(buf),
             Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Zstd(e, _) => e.write(buf),
         }
     }
 
@@ -109,7 +136,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::Plain(w) => w.flush(),
             Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
+            Encoder::Zstd(e, _) => e.flush(),
         }
     }
 }

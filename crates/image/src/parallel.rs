@@ -6,11 +6,21 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// How many threads to use for independent jobs: one per core.
+/// How many threads to use for independent jobs: `$WHITTLE_THREADS` when it is a positive
+/// number, else one per core this process may use (cgroup quota and affinity included).
 pub fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::env::var("WHITTLE_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+    })
 }
 
 /// Calls `job(i)` for every `i` in `0..n` on up to `workers` threads and
