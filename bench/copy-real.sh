@@ -99,15 +99,19 @@ w_zst=$(timed whittle-zstd "$work/w-zst" "$whittle" -q copy "docker-archive:$arc
 # As on a 32-core machine: threads and memory must grow with the cores, not their square.
 w_gz32=$(timed whittle-gzip-32 "$work/w-gz32" env WHITTLE_THREADS=32 "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-gz32:x")
 w_zst32=$(timed whittle-zstd-32 "$work/w-zst32" env WHITTLE_THREADS=32 "$whittle" -q copy "docker-archive:$archive" "oci:$work/w-zst32:x" --compression zstd)
+rm -rf "$work/w-gz" "$work/w-zst" "$work/w-gz32" "$work/w-zst32" # sizes taken; disk is finite
 log "oci -> docker-archive"
 s_back=$(timed skopeo "$work/s-back.tar" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "docker-archive:$work/s-back.tar:bench/real:back")
 w_back=$(timed whittle "$work/w-back.tar" "$whittle" -q copy "oci:$work/w-oci:x" "docker-archive:$work/w-back.tar:bench/real:back")
+rm -rf "$work/s-back.tar" "$work/w-back.tar"
 log "oci -> oci"
 s_oo=$(timed skopeo "$work/s-oo" skopeo --insecure-policy copy -q "oci:$work/s-oci:x" "oci:$work/s-oo:x")
 w_oo=$(timed whittle "$work/w-oo" "$whittle" -q copy "oci:$work/w-oci:x" "oci:$work/w-oo:x")
 w_oo_cold=$(timed whittle-first-sight "$work/w-oo-cold" env WHITTLE_CACHE_DIR= "$whittle" -q copy "oci:$work/s-oci:x" "oci:$work/w-oo-cold:x")
+rm -rf "$work/s-oo" "$work/w-oo" "$work/w-oo-cold"
 log "unpack / squash"
 u_un=$(timed umoci "$work/u-bundle" umoci unpack --image "$work/s-oci:x" "$work/u-bundle")
+rm -rf "$work/u-bundle"
 w_sq=$(timed whittle "$work/w-sq" "$whittle" -q squash "oci:$work/w-oci:x" "oci:$work/w-sq:x" --compression none)
 ldso=/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
 w_slim=$(timed whittle-slim "$work/w-slim" "$whittle" slim "oci:$work/w-oci:x" "oci:$work/w-slim:x" \
