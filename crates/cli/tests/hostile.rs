@@ -1083,11 +1083,15 @@ fn decompression_bomb_stops_at_max_layer_size() {
 // Proven layer facts (the cache of "blob D decompresses to diff_id X")
 // ---------------------------------------------------------------------------
 
-/// Runs `whittle copy SRC DST` keeping layer facts in `cache`.
-fn copy_with_facts(cache: &Path, src: &Path, dst: &Path) -> Output {
-    let mut cmd = whittle_cmd(&["copy", &oci(src, Some("latest")), &oci(dst, None)]);
+/// Runs `whittle SUBCOMMAND SRC DST` keeping layer facts in `cache`.
+fn with_facts(cache: &Path, subcommand: &str, src: &Path, dst: &Path) -> Output {
+    let mut cmd = whittle_cmd(&[subcommand, &oci(src, Some("latest")), &oci(dst, None)]);
     cmd.env("WHITTLE_CACHE_DIR", cache);
     run_with_timeout(cmd, RUN_TIMEOUT)
+}
+
+fn copy_with_facts(cache: &Path, src: &Path, dst: &Path) -> Output {
+    with_facts(cache, "copy", src, dst)
 }
 
 /// Writes the fact "blob `layer` is the tar `diff_id` of `size` bytes" into `cache`,
@@ -1153,11 +1157,13 @@ fn a_known_layer_is_still_checked_against_its_digest_and_its_diff_id() {
         tar.len(),
     );
     let out = s.path("out");
-    assert_refused(
-        &copy_with_facts(&cache, &image.dir, &out),
-        Some(&out),
-        &[&["diff_id", "diffid"], &[&hex_of(&layer.diff_id)[..12]]],
-    );
+    for subcommand in ["copy", "squash"] {
+        assert_refused(
+            &with_facts(&cache, subcommand, &image.dir, &out),
+            Some(&out),
+            &[&["diff_id", "diffid"], &[&hex_of(&layer.diff_id)[..12]]],
+        );
+    }
     fs::remove_file(&fact).unwrap();
     plant_fact(&cache, &layer, &layer.diff_id, tar.len());
     let mut bytes = fs::read(image.layer_blob(0)).unwrap();

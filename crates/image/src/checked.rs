@@ -194,23 +194,9 @@ impl Layer {
             }
             return Ok(CheckedBlobReader::digest_only(inner));
         }
-        if let Some(fact) = crate::verified::known(&self.descriptor.digest) {
-            // Proven before: this blob's content is that tar, so checking the digest
-            // (the bytes are those blob's) checks the content too.
-            if fact.diff_id != self.diff_id {
-                return Err(Error::DiffIdMismatch {
-                    layer: self.descriptor.digest.clone(),
-                    expected: self.diff_id.clone(),
-                    found: fact.diff_id,
-                });
-            }
-            if fact.size > limits.max_layer_bytes {
-                return Err(Error::LimitExceeded {
-                    layer: self.descriptor.digest.clone(),
-                    what: "uncompressed size",
-                    limit: limits.max_layer_bytes,
-                });
-            }
+        if self.proven(limits.max_layer_bytes)? {
+            // This blob's content is that tar, so checking the digest (the bytes are
+            // that blob's) checks the content too.
             return Ok(CheckedBlobReader::digest_only(inner));
         }
         let (tx, rx) = mpsc::sync_channel(8);

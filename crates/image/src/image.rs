@@ -86,6 +86,30 @@ impl Layer {
         (len == self.descriptor.size).then_some(path)
     }
 
+    /// Whether this layer's content was proven before (see [`crate::verified`]): a fact
+    /// that matches its diff_id and fits `limit`. A fact that names another diff_id, or a
+    /// larger tar, refuses the layer as a full check would.
+    pub(crate) fn proven(&self, limit: u64) -> Result<bool> {
+        let Some(fact) = crate::verified::known(&self.descriptor.digest) else {
+            return Ok(false);
+        };
+        if fact.diff_id != self.diff_id {
+            return Err(Error::DiffIdMismatch {
+                layer: self.descriptor.digest.clone(),
+                expected: self.diff_id.clone(),
+                found: fact.diff_id,
+            });
+        }
+        if fact.size > limit {
+            return Err(Error::LimitExceeded {
+                layer: self.descriptor.digest.clone(),
+                what: "uncompressed size",
+                limit,
+            });
+        }
+        Ok(true)
+    }
+
     /// The uncompressed tar, verified against both the blob digest and the diff_id,
     /// and cut off with an error beyond `limits.max_layer_bytes`.
     pub fn open_tar(&self, limits: &Limits) -> Result<LayerTarReader<'_>> {
@@ -102,19 +126,9 @@ impl Layer {
             }
             None
         } else {
-            match crate::verified::known(&self.descriptor.digest) {
-                // Proven before: the blob digest check (made as it streams) checks the
-                // content too, and the tar need not be hashed.
-                Some(fact) if fact.diff_id == self.diff_id => None,
-                Some(fact) => {
-                    return Err(Error::DiffIdMismatch {
-                        layer: self.descriptor.digest.clone(),
-                        expected: self.diff_id.clone(),
-                        found: fact.diff_id,
-                    })
-                }
-                None => Some(Sha256::new()),
-            }
+            // Proven before: the blob digest check (made as it streams) checks the
+            // content too, and the tar need not be hashed.
+            (!self.proven(limits.max_layer_bytes)?).then(Sha256::new)
         };
         let raw = self.store.open_raw(&self.descriptor.digest)?;
         let tracked = crate::progress::track(
