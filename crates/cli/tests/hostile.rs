@@ -250,6 +250,21 @@ fn plain_layer(layout: &Path, tar: &[u8]) -> Layer {
     }
 }
 
+/// Stores the first half of a gzip'd tar (one 256 KiB file of noise) as a layer whose
+/// diff_id is the whole tar's: its digest holds, its content cannot. Returns the tar's length.
+fn truncated_gzip_layer(layout: &Path) -> (Layer, usize) {
+    let tar = tar_of(&[file("big", &noise(256 << 10))]);
+    let full = gzip(&tar);
+    let (digest, size) = put_blob(layout, &full[..full.len() / 2]);
+    let layer = Layer {
+        digest,
+        size,
+        media_type: LAYER_GZIP,
+        diff_id: format!("sha256:{}", sha256_hex(&tar)),
+    };
+    (layer, tar.len())
+}
+
 /// Stores a tar holding one regular file, `chunk` repeated `times` times, as a gzip layer.
 /// Each distinct piece (header, chunk, end blocks) is compressed once and its gzip member
 /// written again for each repetition — a valid multi-member stream, as pigz writes —
@@ -803,16 +818,7 @@ fn device_nodes_and_fifos_are_kept_not_created() {
 #[test]
 fn truncated_gzip_layer_is_refused() {
     let s = Scratch::new();
-    let data = noise(256 << 10);
-    let tar = tar_of(&[file("big", &data)]);
-    let full = gzip(&tar);
-    let (digest, size) = put_blob(&s.input(), &full[..full.len() / 2]);
-    let layer = Layer {
-        digest,
-        size,
-        media_type: LAYER_GZIP,
-        diff_id: format!("sha256:{}", sha256_hex(&tar)),
-    };
+    let (layer, _) = truncated_gzip_layer(&s.input());
     let image = finish_layout(&s.input(), &[layer]);
     let words: &[&str] = &[
         "decompress",
@@ -1183,18 +1189,10 @@ fn a_known_layer_is_still_checked_against_its_digest_and_its_diff_id() {
 fn facts_are_used_only_from_a_directory_nobody_else_can_write() {
     use std::os::unix::fs::PermissionsExt;
     let s = Scratch::new();
-    let tar = tar_of(&[file("big", &noise(256 << 10))]);
-    let full = gzip(&tar);
-    let (digest, size) = put_blob(&s.input(), &full[..full.len() / 2]);
-    let layer = Layer {
-        digest,
-        size,
-        media_type: LAYER_GZIP,
-        diff_id: format!("sha256:{}", sha256_hex(&tar)),
-    };
+    let (layer, tar_len) = truncated_gzip_layer(&s.input());
     let image = finish_layout(&s.input(), std::slice::from_ref(&layer));
     let cache = s.path("cache");
-    plant_fact(&cache, &layer, &layer.diff_id, tar.len());
+    plant_fact(&cache, &layer, &layer.diff_id, tar_len);
 
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
     let out = s.path("out");
