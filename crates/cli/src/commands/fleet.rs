@@ -166,7 +166,6 @@ pub fn run(a: FleetArgs, global: &Global) -> Result<()> {
     }
     let exe = std::env::current_exe().context("cannot find whittle's own executable")?;
     let next = AtomicUsize::new(0);
-    let failed = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
     let stdout = Mutex::new(std::io::stdout());
     std::thread::scope(|scope| {
@@ -178,9 +177,6 @@ pub fn run(a: FleetArgs, global: &Global) -> Result<()> {
                 };
                 let args = job.args.as_ref().unwrap_or(&plan.defaults.args);
                 let outcome = run_job(*index, job, args, &exe, global);
-                if outcome.status == "failed" {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
                 if let Ok(mut all) = outcomes.lock() {
                     all.push((outcome.status, outcome.bottom.clone()));
                 }
@@ -193,9 +189,13 @@ pub fn run(a: FleetArgs, global: &Global) -> Result<()> {
             });
         }
     });
-    let failed = failed.into_inner();
+    let outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let failed = outcomes
+        .iter()
+        .filter(|(status, _)| *status == "failed")
+        .count();
     if !global.quiet {
-        summarize(&outcomes.into_inner().unwrap_or_default());
+        summarize(&outcomes);
     }
     if failed > 0 {
         bail!("{failed} of {} jobs failed", mine.len());
