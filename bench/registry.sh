@@ -15,23 +15,12 @@ img=$(bench/copy-squash.sh --image-only | tail -n 1)
 cargo build --release -q -p whittle
 whittle=$PWD/target/release/whittle
 work=$(mktemp -d /var/tmp/whittle-bench-registry.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/data
-http:
-  addr: 127.0.0.1:$port
-YAML
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-trap 'kill $reg_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=scripts/local-registry.sh
+source scripts/local-registry.sh
+start_registry "$work/registry"
+trap 'kill $REGISTRY_PID 2>/dev/null; rm -rf "$work"' EXIT
 find "$img" -type f -exec cat {} + >/dev/null   # warm the page cache
-reg=127.0.0.1:$port
+reg=$REGISTRY
 
 declare -A walls=() rsses=()
 timed() { # key, command...

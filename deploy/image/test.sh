@@ -89,21 +89,11 @@ cleanup_tags+=(whittle-test/image-test-slim:built)
 echo "image test: whittle build (no steps) in the container made an image that runs" >&2
 
 # A registry on 127.0.0.1, an image in it, a copy to another repository by the container.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-reg=127.0.0.1:$port
+# shellcheck source=scripts/local-registry.sh
+source scripts/local-registry.sh
+start_registry "$work/registry"
+registry_pid=$REGISTRY_PID
+reg=$REGISTRY
 "$whittle" -q --tls-verify=false copy "docker-archive:$nginx_fx/nginx.tar" "docker://$reg/test/nginx:1" >/dev/null
 docker run --rm --network host "$tag" --tls-verify=false \
   copy "docker://$reg/test/nginx:1" "docker://$reg/copied/nginx:1" >/dev/null \
